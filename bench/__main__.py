@@ -1,0 +1,41 @@
+"""``make bench``: run every benchmark (or those named), print tables, save JSON results."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib
+import json
+import pkgutil
+import time
+from pathlib import Path
+from typing import Any
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def available() -> list[str]:
+    here = Path(__file__).resolve().parent
+    return sorted(m.name[len("bench_"):] for m in pkgutil.iter_modules([str(here)])
+                  if m.name.startswith("bench_"))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench")
+    parser.add_argument("names", nargs="*", help=f"benchmarks to run (default all: {available()})")
+    parser.add_argument("--quick", action="store_true", help="smaller sizes, for a smoke run")
+    args = parser.parse_args()
+    RESULTS.mkdir(exist_ok=True)
+    for name in args.names or available():
+        module = importlib.import_module(f"bench.bench_{name}")
+        started = time.time()
+        result: dict[str, Any] = asyncio.run(module.main(args))
+        result["benchmark"] = name
+        result["wall_seconds"] = round(time.time() - started, 1)
+        out = RESULTS / f"{name}.json"
+        out.write_text(json.dumps(result, indent=2, default=str))
+        print(f"saved {out}")
+
+
+if __name__ == "__main__":
+    main()

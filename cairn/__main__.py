@@ -1,0 +1,65 @@
+"""The ``cairn`` command line."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+
+from aiohttp import web
+
+from cairn.bootstrap import build, configure_executor
+from cairn.errors import CairnError, SettingsError
+from cairn.logs import configure_logging
+from cairn.settings import Settings, load_settings
+
+log = logging.getLogger("cairn")
+
+
+async def serve(settings: Settings) -> None:
+    from cairn.web import create_app
+
+    configure_executor()
+    container = await build(settings)
+    app = create_app(container)
+    runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=15)
+    await runner.setup()
+    site = web.TCPSite(runner, settings.http_host, settings.http_port)
+    await site.start()
+    log.info("serving", extra={"host": settings.http_host, "port": settings.http_port})
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    log.info("shutting down: finishing in-flight requests")
+    # runner.cleanup stops accepting, waits for in-flight requests, then runs on_cleanup.
+    await runner.cleanup()
+    await container.close()
+    log.info("stopped")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="cairn", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("serve", help="run the HTTP service (GraphQL, ingestion, health)")
+    args = parser.parse_args(argv)
+    try:
+        settings = load_settings()
+    except SettingsError as exc:
+        print(f"cairn: bad setting: {exc}", file=sys.stderr)
+        return 2
+    configure_logging(settings.log_level)
+    try:
+        if args.command == "serve":
+            asyncio.run(serve(settings))
+    except CairnError as exc:
+        log.error("fatal", extra={"error": str(exc), "code": exc.code})
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,160 @@
+"""The one place that knows which adapters are in use: builds and closes every dependency."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import secrets
+from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import asyncpg
+
+from cairn import auth
+from cairn.errors import Unavailable
+from cairn.ingest.bus import MessageBus
+from cairn.ingest.memory_bus import MemoryBus
+from cairn.olap.port import ClickHouse
+from cairn.postgres import EmbeddedPostgres, apply_schema, create_pool
+from cairn.settings import Settings, redact_url
+
+log = logging.getLogger(__name__)
+
+
+def make_clickhouse(settings: Settings, database: str = "cairn") -> ClickHouse:
+    if settings.clickhouse_url:
+        from cairn.olap.aiochclient_store import HttpClickHouse
+
+        return HttpClickHouse(settings.clickhouse_url)
+    from cairn.olap.chdb_store import ChdbClickHouse
+
+    return ChdbClickHouse(settings.data_dir / "clickhouse", database=database)
+
+
+def make_bus(settings: Settings) -> MessageBus:
+    if settings.amqp_url:
+        from cairn.ingest.rabbitmq import RabbitBus
+
+        return RabbitBus(settings.amqp_url)
+    return MemoryBus()
+
+
+@dataclass
+class Container:
+    settings: Settings
+    database_url: str
+    pool: asyncpg.Pool
+    olap: ClickHouse
+    bus: MessageBus
+    tokens: auth.TokenStore
+    embedded_pg: EmbeddedPostgres | None = None
+    closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+
+    async def readiness(self) -> dict[str, str]:
+        """Each dependency's state: "ok" or what is wrong with it."""
+        checks: dict[str, Callable[[], Awaitable[object]]] = {
+            "postgres": self._ping_postgres,
+            "clickhouse": self.olap.ping,
+            "bus": self.bus.ping,
+        }
+        results = await asyncio.gather(
+            *(asyncio.wait_for(check(), 3) for check in checks.values()), return_exceptions=True
+        )
+        report = {}
+        for name, result in zip(checks, results, strict=True):
+            if isinstance(result, BaseException):
+                report[name] = f"{type(result).__name__}: {result}"[:300] or "down"
+            else:
+                report[name] = "ok"
+        return report
+
+    async def _ping_postgres(self) -> None:
+        # A restarted server leaves dead pooled connections: the first use discards one.
+        for attempt in range(2):
+            try:
+                await self.pool.fetchval("SELECT 1", timeout=2)
+                return
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
+                if attempt == 1:
+                    raise
+
+    async def close(self) -> None:
+        for closer in reversed(self.closers):
+            try:
+                await closer()
+            except Exception:
+                log.exception("error while closing")
+        await self.bus.close()
+        await self.olap.close()
+        await self.pool.close()
+        if self.embedded_pg is not None:
+            await asyncio.to_thread(self.embedded_pg.stop)
+
+
+def configure_executor(threads: int = 16) -> None:
+    """Blocking libraries (eventsourcing, chDB) run in threads: size the default pool."""
+    loop = asyncio.get_running_loop()
+    loop.set_default_executor(ThreadPoolExecutor(threads, thread_name_prefix="cairn-io"))
+
+
+async def build(
+    settings: Settings,
+    *,
+    start_bus: bool = True,
+    olap: ClickHouse | None = None,
+    bus: MessageBus | None = None,
+) -> Container:
+    """Wire every dependency. Tests may hand in an ``olap`` or ``bus`` they share."""
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    embedded: EmbeddedPostgres | None = None
+    if settings.database_url:
+        url = settings.database_url
+    else:
+        embedded = EmbeddedPostgres(settings.data_dir / "postgres")
+        url = await asyncio.to_thread(embedded.start)
+    log.info("postgres", extra={"url": redact_url(url), "embedded": embedded is not None})
+    pool = await create_pool(url)
+    await apply_schema(pool, auth.SCHEMA)
+    olap = olap or make_clickhouse(settings)
+    bus = bus or make_bus(settings)
+    if start_bus:
+        await bus.start()
+    container = Container(settings, url, pool, olap, bus, auth.TokenStore(pool), embedded)
+    await ensure_admin_token(container)
+    return container
+
+
+async def ensure_admin_token(container: Container) -> None:
+    """CAIRN_ADMIN_TOKEN, else the one saved in the data dir, else a new one printed once."""
+    settings = container.settings
+    secret = settings.admin_token
+    if secret is None:
+        path = settings.data_dir / "admin-token"
+        if path.exists():
+            secret = path.read_text().strip()
+        else:
+            secret = auth.new_secret("admin")
+            _write_private(path, secret)
+            # Printed, not logged: the log stream must never carry a secret.
+            print(f"Cairn admin token (shown once, saved in {path}): {secret}", flush=True)
+    await container.tokens.create(
+        kind="api", role=auth.Role.ADMIN, business_line=None, label="bootstrap-admin",
+        created_by="bootstrap", secret=secret,
+    )
+
+
+def _write_private(path: Path, text: str) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(text + "\n")
+
+
+def new_request_id() -> str:
+    return secrets.token_hex(8)
+
+
+__all__ = ["Container", "Unavailable", "build", "configure_executor", "make_bus",
+           "make_clickhouse"]

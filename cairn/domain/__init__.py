@@ -1,0 +1,1 @@
+"""Event-sourced domain: aggregates, events and commands. Imports no I/O package."""

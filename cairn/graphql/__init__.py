@@ -1,0 +1,1 @@
+"""The GraphQL API (strawberry on aiohttp): thin types over read models, one error vocabulary."""

@@ -1,0 +1,26 @@
+"""The one GraphQL schema: every part's Query, Mutation and Subscription merged."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import strawberry
+from graphql import GraphQLError
+from strawberry.tools import merge_types
+
+from cairn.graphql.admin import AdminMutation, AdminQuery
+from cairn.graphql.errors import ErrorCodes
+
+Query = merge_types("Query", (AdminQuery,))
+Mutation = merge_types("Mutation", (AdminMutation,))
+
+
+
+class CairnSchema(strawberry.Schema):
+    def process_errors(self, errors: list[GraphQLError], execution_context: Any = None) -> None:
+        # Expected errors (auth, validation, domain) are answers, not incidents: ErrorCodes
+        # logs the unexpected ones with their traceback.
+        return None
+
+
+schema = CairnSchema(query=Query, mutation=Mutation, extensions=[ErrorCodes])

@@ -1,0 +1,1 @@
+"""Ingestion: the message bus port and adapters, the gateway, validation and the ClickHouse sink."""

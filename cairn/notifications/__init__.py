@@ -1,0 +1,1 @@
+"""Alerts: e-mail digests and webhooks."""

@@ -1,0 +1,1 @@
+"""ClickHouse: the analytics store. One async port, two adapters (embedded chDB, aiochclient)."""

@@ -1,0 +1,115 @@
+"""ClickHouse server over HTTP through aiochclient.
+
+Values are bound server-side: each ``{name:Type}`` placeholder gets a ``param_<name>`` URL
+parameter, so no value is ever spliced into SQL text.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+import aiohttp
+import orjson
+from aiochclient import ChClient, ChClientError
+
+from cairn.olap.port import (
+    ClickHouse,
+    OlapError,
+    Param,
+    Row,
+    check_identifier,
+    encode_params,
+    settings_clause,
+)
+
+
+class _OrjsonCodec:
+    @staticmethod
+    def dumps(obj: Any) -> str:
+        return orjson.dumps(obj, default=str).decode()
+
+    @staticmethod
+    def loads(data: str | bytes) -> Any:
+        return orjson.loads(data)
+
+
+_SETTINGS = {"output_format_json_quote_64bit_integers": 0, "output_format_json_quote_decimals": 0}
+
+
+class HttpClickHouse(ClickHouse):
+    kind = "clickhouse-http"
+
+    def __init__(self, url: str, database: str | None = None) -> None:
+        parts = urlsplit(url)
+        path_db = parts.path.strip("/")
+        self.database = check_identifier(database or path_db or "default")
+        self._base = f"{parts.scheme}://{parts.hostname}:{parts.port or 8123}/"
+        self._user = unquote(parts.username) if parts.username else None
+        self._password = unquote(parts.password) if parts.password else None
+        self._session: aiohttp.ClientSession | None = None
+        self._created = False
+
+    def _client(self, params: Mapping[str, Param] | None, database: str | None = None) -> ChClient:
+        if self._session is None:
+            self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=300))
+        bound = {f"param_{k}": v for k, v in encode_params(params).items()}
+        return ChClient(
+            self._session,
+            url=self._base,
+            user=self._user,
+            password=self._password,
+            database=database or self.database,
+            json=_OrjsonCodec,
+            **_SETTINGS,
+            **bound,
+        )
+
+    async def _ensure_database(self) -> None:
+        if not self._created:
+            client = self._client(None, database="default")
+            await self._call(client.execute(f"CREATE DATABASE IF NOT EXISTS {self.database}"))
+            self._created = True
+
+    @staticmethod
+    async def _call(awaitable: Any) -> Any:
+        try:
+            return await awaitable
+        except ChClientError as exc:
+            raise OlapError(str(exc)) from exc
+        except aiohttp.ClientError as exc:
+            raise OlapError(f"ClickHouse unreachable: {exc}") from exc
+
+    async def execute(self, sql: str, params: Mapping[str, Param] | None = None) -> None:
+        await self._ensure_database()
+        await self._call(self._client(params).execute(sql))
+
+    async def fetch(self, sql: str, params: Mapping[str, Param] | None = None) -> list[Row]:
+        await self._ensure_database()
+        records = await self._call(self._client(params).fetch(sql, json=True))
+        return [dict(r) for r in records]
+
+    async def insert(
+        self,
+        table: str,
+        rows: Sequence[Mapping[str, Any]],
+        *,
+        settings: Mapping[str, str | int] | None = None,
+    ) -> None:
+        if not rows:
+            return
+        check_identifier(table)
+        await self._ensure_database()
+        sql = f"INSERT INTO {table}{settings_clause(settings)} FORMAT JSONEachRow"
+        await self._call(self._client(None).execute(sql, *rows))
+
+    async def ping(self) -> None:
+        client = self._client(None, database="default")
+        if not await client.is_alive():
+            raise OlapError(f"ClickHouse at {self._base} does not answer")
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None

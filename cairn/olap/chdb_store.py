@@ -1,0 +1,129 @@
+"""Embedded ClickHouse: chDB in this process, its data under the data directory.
+
+chDB allows one data path per process and runs one query at a time per session, so each
+store holds a few sessions on that path (each ``USE``-ing the store's database); every
+call runs in a worker thread so the event loop never waits on the engine.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from cairn.olap.port import (
+    ClickHouse,
+    OlapError,
+    Param,
+    Row,
+    check_identifier,
+    encode_params,
+    settings_clause,
+)
+
+# Start-up settings: JSON output keeps 64-bit integers as numbers, like the HTTP adapter.
+_STARTUP = "output_format_json_quote_64bit_integers=0&output_format_json_quote_decimals=0"
+_path_lock = threading.Lock()
+_process_path: Path | None = None
+
+
+def _claim_path(path: Path) -> Path:
+    global _process_path
+    resolved = path.resolve()
+    with _path_lock:
+        if _process_path is None:
+            _process_path = resolved
+        elif _process_path != resolved:
+            raise OlapError(f"chDB already runs on {_process_path} in this process, not {path}")
+    return resolved
+
+
+class _SessionPool:
+    def __init__(self, path: Path, database: str, size: int) -> None:
+        from chdb import session as chdb_session
+
+        path.mkdir(parents=True, exist_ok=True)
+        first = chdb_session.Session(f"{path}?{_STARTUP}")
+        first.query(f"CREATE DATABASE IF NOT EXISTS {database}")
+        self._all = [first] + [chdb_session.Session(f"{path}?{_STARTUP}") for _ in range(size - 1)]
+        for sess in self._all:
+            sess.query(f"USE {database}")
+        self._free = list(self._all)
+        self._cond = threading.Condition()
+
+    def run(self, sql: str, params: dict[str, str], fmt: str) -> bytes:
+        with self._cond:
+            while not self._free:
+                self._cond.wait()
+            sess = self._free.pop()
+        try:
+            result = sess.query(sql, fmt, params=params or None)
+            return bytes(result.bytes()) if result is not None else b""
+        except Exception as exc:  # chDB raises RuntimeError subclasses carrying the engine's text
+            raise OlapError(str(exc)) from exc
+        finally:
+            with self._cond:
+                self._free.append(sess)
+                self._cond.notify()
+
+    def close(self) -> None:
+        for sess in self._all:
+            sess.close()
+
+
+class ChdbClickHouse(ClickHouse):
+    kind = "chdb"
+
+    def __init__(self, path: Path, database: str = "cairn", sessions: int = 3) -> None:
+        self.database = check_identifier(database)
+        self._path = path
+        self._size = sessions
+        self._pool: _SessionPool | None = None
+        self._opening = asyncio.Lock()
+
+    async def _ready(self) -> _SessionPool:
+        if self._pool is None:
+            async with self._opening:
+                if self._pool is None:
+                    path = _claim_path(self._path)
+                    self._pool = await asyncio.to_thread(
+                        _SessionPool, path, self.database, self._size
+                    )
+        return self._pool
+
+    async def _run(self, sql: str, params: Mapping[str, Param] | None, fmt: str) -> bytes:
+        pool = await self._ready()
+        return await asyncio.to_thread(pool.run, sql, encode_params(params), fmt)
+
+    async def execute(self, sql: str, params: Mapping[str, Param] | None = None) -> None:
+        await self._run(sql, params, "CSV")
+
+    async def fetch(self, sql: str, params: Mapping[str, Param] | None = None) -> list[Row]:
+        raw = await self._run(sql, params, "JSONEachRow")
+        return [orjson.loads(line) for line in raw.splitlines() if line]
+
+    async def insert(
+        self,
+        table: str,
+        rows: Sequence[Mapping[str, Any]],
+        *,
+        settings: Mapping[str, str | int] | None = None,
+    ) -> None:
+        if not rows:
+            return
+        check_identifier(table)
+        body = b"\n".join(orjson.dumps(r, default=str) for r in rows).decode()
+        sql = f"INSERT INTO {table}{settings_clause(settings)} FORMAT JSONEachRow\n{body}"
+        await self._run(sql, None, "CSV")
+
+    async def ping(self) -> None:
+        await self._run("SELECT 1", None, "CSV")
+
+    async def close(self) -> None:
+        if self._pool is not None:
+            pool, self._pool = self._pool, None
+            await asyncio.to_thread(pool.close)

@@ -1,0 +1,1 @@
+"""Read models in PostgreSQL, projected from the event store."""
