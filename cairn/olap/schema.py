@@ -1,0 +1,76 @@
+"""ClickHouse tables, applied at start by idempotent, numbered migrations.
+
+``events`` holds valid tracking events (warnings kept), ``quarantine`` the invalid ones with
+their raw payload and reasons, ``identities`` the anonymous id → user id links.
+"""
+
+from __future__ import annotations
+
+from cairn.olap.port import ClickHouse
+
+# Retention by governance level: D 2 years, C 1 year, B 180 days, A 30 days.
+_TTL = """TTL toDateTime(timestamp) + INTERVAL 30 DAY DELETE WHERE level = 'A',
+    toDateTime(timestamp) + INTERVAL 180 DAY DELETE WHERE level = 'B',
+    toDateTime(timestamp) + INTERVAL 1 YEAR DELETE WHERE level = 'C',
+    toDateTime(timestamp) + INTERVAL 2 YEAR DELETE WHERE level = 'D'"""
+
+MIGRATIONS: list[tuple[int, str]] = [
+    (1, f"""CREATE TABLE IF NOT EXISTS events (
+        event_id UUID,
+        business_line LowCardinality(String),
+        event LowCardinality(String),
+        timestamp DateTime64(3, 'UTC'),
+        received_at DateTime64(3, 'UTC'),
+        user_id String,
+        anonymous_id String,
+        person_id String,
+        session_id String,
+        platform LowCardinality(String),
+        app_version LowCardinality(String),
+        definition_version LowCardinality(String),
+        warnings Array(LowCardinality(String)),
+        properties Map(String, String),
+        level LowCardinality(String)
+    ) ENGINE = ReplacingMergeTree
+    PARTITION BY toYYYYMM(timestamp)
+    ORDER BY (business_line, event, toDate(timestamp), event_id)
+    {_TTL}
+    SETTINGS non_replicated_deduplication_window = 1000"""),
+    (2, """CREATE TABLE IF NOT EXISTS quarantine (
+        event_id UUID,
+        business_line LowCardinality(String),
+        event String,
+        received_at DateTime64(3, 'UTC'),
+        timestamp Nullable(DateTime64(3, 'UTC')),
+        reasons Array(String),
+        payload String
+    ) ENGINE = ReplacingMergeTree
+    PARTITION BY toYYYYMM(received_at)
+    ORDER BY (business_line, event, received_at, event_id)
+    TTL toDateTime(received_at) + INTERVAL 90 DAY
+    SETTINGS non_replicated_deduplication_window = 1000"""),
+    (3, """CREATE TABLE IF NOT EXISTS identities (
+        anonymous_id String,
+        user_id String,
+        business_line LowCardinality(String),
+        linked_at DateTime64(3, 'UTC')
+    ) ENGINE = ReplacingMergeTree(linked_at)
+    ORDER BY anonymous_id"""),
+]
+
+
+async def migrate(store: ClickHouse) -> list[int]:
+    """Apply the migrations not yet recorded; returns the ones applied now."""
+    await store.execute(
+        "CREATE TABLE IF NOT EXISTS schema_migrations (version UInt32, applied_at DateTime "
+        "DEFAULT now()) ENGINE = ReplacingMergeTree ORDER BY version"
+    )
+    done = {r["version"] for r in await store.fetch("SELECT version FROM schema_migrations FINAL")}
+    applied = []
+    for version, ddl in MIGRATIONS:
+        if version in done:
+            continue
+        await store.execute(ddl)
+        await store.insert("schema_migrations", [{"version": version}])
+        applied.append(version)
+    return applied

@@ -1,0 +1,80 @@
+"""Read-model tables in PostgreSQL. Disposable: ``cairn projections rebuild`` recreates them."""
+
+from __future__ import annotations
+
+# Channel notified (payload: definition id) after each projection commit that touched a
+# definition; in-memory caches (the ingestion registry) refresh from it.
+DEFINITIONS_CHANNEL = "cairn_definitions"
+
+DDL = """
+CREATE TABLE IF NOT EXISTS rm_definitions (
+    id uuid PRIMARY KEY,
+    business_line text NOT NULL,
+    name text NOT NULL,
+    display_name text,
+    description text,
+    owner text NOT NULL,
+    requirement text,
+    stage text NOT NULL,
+    level text NOT NULL DEFAULT 'B',
+    level_override text,
+    level_reason text,
+    core boolean NOT NULL DEFAULT false,
+    health text NOT NULL DEFAULT 'UNKNOWN',
+    live_version text,
+    latest_version text,
+    -- The live version's properties with the business line's global properties merged in:
+    -- [{"name", "type" (STRING|NUMBER|INTEGER|BOOLEAN|DATETIME|LIST), "required",
+    --   "description", "enumValues"}]
+    live_properties jsonb,
+    replaced_by uuid,
+    revision integer NOT NULL,
+    created_at timestamptz NOT NULL,
+    updated_at timestamptz NOT NULL,
+    UNIQUE (business_line, name)
+);
+CREATE INDEX IF NOT EXISTS rm_definitions_page ON rm_definitions (business_line, name, id);
+CREATE INDEX IF NOT EXISTS rm_definitions_stage ON rm_definitions (stage);
+
+CREATE TABLE IF NOT EXISTS rm_schema_versions (
+    definition_id uuid NOT NULL,
+    version text NOT NULL,
+    seq integer NOT NULL,
+    properties jsonb NOT NULL,
+    breaking boolean NOT NULL,
+    stage text NOT NULL,
+    created_at timestamptz NOT NULL,
+    PRIMARY KEY (definition_id, version)
+);
+
+CREATE TABLE IF NOT EXISTS rm_changes (
+    definition_id uuid NOT NULL,
+    revision integer NOT NULL,
+    type text NOT NULL,
+    at timestamptz NOT NULL,
+    actor text NOT NULL,
+    note text,
+    payload jsonb NOT NULL,
+    business_line text NOT NULL,
+    position bigint NOT NULL,
+    PRIMARY KEY (definition_id, revision)
+);
+
+CREATE TABLE IF NOT EXISTS rm_global_properties (
+    business_line text PRIMARY KEY,
+    version text NOT NULL,
+    properties jsonb NOT NULL,
+    revision integer NOT NULL,
+    updated_at timestamptz NOT NULL
+);
+
+CREATE TABLE IF NOT EXISTS projection_tracking (
+    name text PRIMARY KEY,
+    position bigint NOT NULL
+);
+"""
+
+DROP = """
+DROP TABLE IF EXISTS rm_definitions, rm_schema_versions, rm_changes, rm_global_properties;
+DELETE FROM projection_tracking WHERE name = 'governance';
+"""
