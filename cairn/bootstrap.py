@@ -14,11 +14,16 @@ from pathlib import Path
 import asyncpg
 
 from cairn import auth
+from cairn.domain.governance import Governance
 from cairn.errors import Unavailable
 from cairn.ingest.bus import MessageBus
 from cairn.ingest.memory_bus import MemoryBus
 from cairn.olap.port import ClickHouse
+from cairn.olap.queries.cache import QueryCache
 from cairn.postgres import EmbeddedPostgres, apply_schema, create_pool
+from cairn.projections import tables as projection_tables
+from cairn.projections.feed import ChangeFeed
+from cairn.projections.runner import ProjectionRunner
 from cairn.settings import Settings, redact_url
 
 log = logging.getLogger(__name__)
@@ -51,7 +56,12 @@ class Container:
     bus: MessageBus
     tokens: auth.TokenStore
     embedded_pg: EmbeddedPostgres | None = None
+    governance: Governance | None = None
+    projections: ProjectionRunner | None = None
+    feed: ChangeFeed | None = None
     closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+    # Analytics answers for a short TTL; the ingestion sink calls query_cache.invalidate().
+    query_cache: QueryCache = field(default_factory=QueryCache)
 
     async def readiness(self) -> dict[str, str]:
         """Each dependency's state: "ok" or what is wrong with it."""
@@ -106,6 +116,7 @@ async def build(
     start_bus: bool = True,
     olap: ClickHouse | None = None,
     bus: MessageBus | None = None,
+    run_projections: bool = True,
 ) -> Container:
     """Wire every dependency. Tests may hand in an ``olap`` or ``bus`` they share."""
     settings.data_dir.mkdir(parents=True, exist_ok=True)
@@ -124,7 +135,28 @@ async def build(
         await bus.start()
     container = Container(settings, url, pool, olap, bus, auth.TokenStore(pool), embedded)
     await ensure_admin_token(container)
+    await start_governance(container, run_projections=run_projections)
     return container
+
+
+async def start_governance(container: Container, *, run_projections: bool = True) -> None:
+    """The write side (eventsourcing on PostgreSQL), its projection runner and change feed."""
+    from cairn.postgres import eventsourcing_env
+
+    env = eventsourcing_env(container.database_url)
+    app = await asyncio.to_thread(Governance, env=env)
+    container.governance = app
+    container.closers.append(lambda: asyncio.to_thread(app.close))
+    await apply_schema(container.pool, projection_tables.DDL)
+    if run_projections:
+        runner = ProjectionRunner(app, container.pool)
+        await runner.start()
+        container.projections = runner
+        container.closers.append(runner.stop)
+    feed = ChangeFeed(container.pool)
+    await feed.start()
+    container.feed = feed
+    container.closers.append(feed.stop)
 
 
 async def ensure_admin_token(container: Container) -> None:

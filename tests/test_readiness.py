@@ -63,10 +63,10 @@ async def test_admin_token_is_generated_once_and_saved(tmp_path: Path,
         assert saved in capsys.readouterr().out
         principal = await first.tokens.authenticate(saved)
         assert principal.role.value == "admin"
-        await first.pool.close()
+        await first.close()
         second = await build(settings, olap=chdb_store, bus=MemoryBus())
         assert saved not in capsys.readouterr().out  # printed once only
         assert (await second.tokens.authenticate(saved)).role.value == "admin"
-        await second.pool.close()
+        await second.close()
     finally:
         await drop_database(url)

@@ -9,11 +9,13 @@ from graphql import GraphQLError
 from strawberry.tools import merge_types
 
 from cairn.graphql.admin import AdminMutation, AdminQuery
+from cairn.graphql.analytics import AnalyticsQuery
 from cairn.graphql.errors import ErrorCodes
+from cairn.graphql.governance import GovernanceMutation, GovernanceQuery, GovernanceSubscription
 
-Query = merge_types("Query", (AdminQuery,))
-Mutation = merge_types("Mutation", (AdminMutation,))
-
+Query = merge_types("Query", (GovernanceQuery, AdminQuery, AnalyticsQuery))
+Mutation = merge_types("Mutation", (GovernanceMutation, AdminMutation))
+Subscription = merge_types("Subscription", (GovernanceSubscription,))
 
 
 class CairnSchema(strawberry.Schema):
@@ -23,4 +25,5 @@ class CairnSchema(strawberry.Schema):
         return None
 
 
-schema = CairnSchema(query=Query, mutation=Mutation, extensions=[ErrorCodes])
+schema = CairnSchema(query=Query, mutation=Mutation, subscription=Subscription,
+                     extensions=[ErrorCodes])

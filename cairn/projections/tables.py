@@ -6,8 +6,8 @@ from __future__ import annotations
 # definition; in-memory caches (the ingestion registry) refresh from it.
 DEFINITIONS_CHANNEL = "cairn_definitions"
 
-DDL = """
-CREATE TABLE IF NOT EXISTS rm_definitions (
+TEMPLATE = """
+CREATE TABLE IF NOT EXISTS rm_definitions{s} (
     id uuid PRIMARY KEY,
     business_line text NOT NULL,
     name text NOT NULL,
@@ -24,8 +24,8 @@ CREATE TABLE IF NOT EXISTS rm_definitions (
     live_version text,
     latest_version text,
     -- The live version's properties with the business line's global properties merged in:
-    -- [{"name", "type" (STRING|NUMBER|INTEGER|BOOLEAN|DATETIME|LIST), "required",
-    --   "description", "enumValues"}]
+    -- a JSON array of objects with keys name, type (STRING|NUMBER|INTEGER|BOOLEAN|
+    --   DATETIME|LIST), required, description, enumValues
     live_properties jsonb,
     replaced_by uuid,
     revision integer NOT NULL,
@@ -33,10 +33,10 @@ CREATE TABLE IF NOT EXISTS rm_definitions (
     updated_at timestamptz NOT NULL,
     UNIQUE (business_line, name)
 );
-CREATE INDEX IF NOT EXISTS rm_definitions_page ON rm_definitions (business_line, name, id);
-CREATE INDEX IF NOT EXISTS rm_definitions_stage ON rm_definitions (stage);
+CREATE INDEX IF NOT EXISTS rm_definitions_page{s} ON rm_definitions{s} (business_line, name, id);
+CREATE INDEX IF NOT EXISTS rm_definitions_stage{s} ON rm_definitions{s} (stage);
 
-CREATE TABLE IF NOT EXISTS rm_schema_versions (
+CREATE TABLE IF NOT EXISTS rm_schema_versions{s} (
     definition_id uuid NOT NULL,
     version text NOT NULL,
     seq integer NOT NULL,
@@ -47,7 +47,7 @@ CREATE TABLE IF NOT EXISTS rm_schema_versions (
     PRIMARY KEY (definition_id, version)
 );
 
-CREATE TABLE IF NOT EXISTS rm_changes (
+CREATE TABLE IF NOT EXISTS rm_changes{s} (
     definition_id uuid NOT NULL,
     revision integer NOT NULL,
     type text NOT NULL,
@@ -60,7 +60,7 @@ CREATE TABLE IF NOT EXISTS rm_changes (
     PRIMARY KEY (definition_id, revision)
 );
 
-CREATE TABLE IF NOT EXISTS rm_global_properties (
+CREATE TABLE IF NOT EXISTS rm_global_properties{s} (
     business_line text PRIMARY KEY,
     version text NOT NULL,
     properties jsonb NOT NULL,
@@ -74,7 +74,10 @@ CREATE TABLE IF NOT EXISTS projection_tracking (
 );
 """
 
-DROP = """
-DROP TABLE IF EXISTS rm_definitions, rm_schema_versions, rm_changes, rm_global_properties;
-DELETE FROM projection_tracking WHERE name = 'governance';
-"""
+TABLES = ("rm_definitions", "rm_schema_versions", "rm_changes", "rm_global_properties")
+DDL = TEMPLATE.format(s="")
+
+
+def ddl(suffix: str) -> str:
+    """The read-model tables under a suffix (a rebuild fills ``_next`` tables, then swaps)."""
+    return TEMPLATE.format(s=suffix)

@@ -1,0 +1,325 @@
+"""Governance queries, mutations and the definitionChanged subscription."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncGenerator, Callable
+from datetime import datetime
+from uuid import UUID
+
+import strawberry
+from strawberry.scalars import JSON
+
+from cairn.auth import Principal
+from cairn.domain.definition import EventDefinition as DefinitionAggregate
+from cairn.domain.governance import Governance
+from cairn.domain.properties import PropertySpec as DomainSpec
+from cairn.domain.properties import PropertyType as DomainType
+from cairn.errors import ValidationFailed
+from cairn.graphql.context import Info
+from cairn.graphql.governance_types import (
+    DefinitionChange,
+    EventDefinition,
+    GovernanceLevel,
+    HealthStatus,
+    LifecycleStage,
+    PropertySpecInput,
+)
+from cairn.projections import queries
+
+
+@strawberry.type
+class PageInfo:
+    has_next_page: bool
+    end_cursor: str | None
+
+
+@strawberry.type
+class DefinitionEdge:
+    cursor: str
+    node: EventDefinition
+
+
+@strawberry.type
+class DefinitionConnection:
+    edges: list[DefinitionEdge]
+    page_info: PageInfo
+    total_count: int
+
+
+@strawberry.input
+class DefinitionFilter:
+    business_line: str | None = None
+    stage: LifecycleStage | None = None
+    level: GovernanceLevel | None = None
+    health: HealthStatus | None = None
+    owner: str | None = None
+    search: str | None = strawberry.field(
+        default=None, description="substring of name, displayName or description")
+
+
+@strawberry.type
+class StageCount:
+    stage: LifecycleStage
+    count: int
+
+
+@strawberry.type
+class LevelCount:
+    level: GovernanceLevel
+    count: int
+
+
+@strawberry.type
+class HealthCount:
+    health: HealthStatus
+    count: int
+
+
+@strawberry.type
+class GovernanceSummary:
+    total: int
+    by_stage: list[StageCount]
+    by_level: list[LevelCount]
+    by_health: list[HealthCount]
+
+
+@strawberry.type
+class HistoryIntegrity:
+    ok: bool
+    checked_revisions: int
+    first_bad_revision: int | None
+
+
+@strawberry.input
+class RequestDefinitionInput:
+    business_line: str
+    name: str = strawberry.field(description="^[a-z][a-z0-9_]{1,63}$")
+    display_name: str | None = None
+    description: str | None = None
+    owner: str = strawberry.field(description="e-mail address of the responsible person")
+    requirement: str | None = None
+    note: str | None = None
+
+
+def _app(info: Info) -> Governance:
+    app = info.context.container.governance
+    assert app is not None, "governance is not wired"
+    return app
+
+
+def _uuid(value: str) -> UUID:
+    try:
+        return UUID(str(value))
+    except ValueError:
+        raise ValidationFailed(f"{value!r} is not a definition id") from None
+
+
+def _read_scope(who: Principal, business_line: str | None) -> str | None:
+    """A token scoped to one business line reads only that line."""
+    if who.business_line is not None and who.role.value in ("viewer", "editor"):
+        if business_line not in (None, who.business_line):
+            who.require_read(business_line)
+        return who.business_line
+    return business_line
+
+
+def _specs(properties: list[PropertySpecInput]) -> list[DomainSpec]:
+    return [DomainSpec(name=p.name, type=DomainType(p.type.value), required=p.required,
+                       description=p.description,
+                       enum_values=tuple(p.enum_values) if p.enum_values is not None else None)
+            for p in properties]
+
+
+async def _change(info: Info, ident: str, expected_revision: int | None,
+                  command: Callable[[DefinitionAggregate, str], None]) -> EventDefinition:
+    who = info.context.caller()
+
+    def guarded(aggregate: DefinitionAggregate) -> None:
+        who.require_edit(aggregate.business_line)
+        command(aggregate, who.name)
+
+    app = _app(info)
+    aggregate = await asyncio.to_thread(app.change, _uuid(ident), expected_revision, guarded)
+    return EventDefinition.from_aggregate(aggregate)
+
+
+@strawberry.type
+class GovernanceQuery:
+    @strawberry.field
+    async def definition(self, info: Info, id: strawberry.ID | None = None,
+                         business_line: str | None = None,
+                         name: str | None = None) -> EventDefinition | None:
+        who = info.context.caller()
+        pool = info.context.container.pool
+        if id is not None:
+            row = await queries.by_id(pool, _uuid(id))
+        elif business_line is not None and name is not None:
+            row = await queries.by_name(pool, business_line, name)
+        else:
+            raise ValidationFailed("give either id, or businessLine and name")
+        if row is None:
+            return None
+        who.require_read(row["business_line"])
+        return EventDefinition.from_row(row)
+
+    @strawberry.field
+    async def definitions(self, info: Info, filter: DefinitionFilter | None = None,
+                          first: int | None = 50, after: str | None = None
+                          ) -> DefinitionConnection:
+        who = info.context.caller()
+        f = filter or DefinitionFilter()
+        query = queries.DefinitionQuery(
+            business_line=_read_scope(who, f.business_line),
+            stage=f.stage.value if f.stage else None, level=f.level.value if f.level else None,
+            health=f.health.value if f.health else None, owner=f.owner, search=f.search)
+        rows, more, total = await queries.page(info.context.container.pool, query,
+                                               50 if first is None else first, after)
+        edges = [DefinitionEdge(cursor=queries.encode_cursor(r), node=EventDefinition.from_row(r))
+                 for r in rows]
+        return DefinitionConnection(
+            edges=edges, total_count=total,
+            page_info=PageInfo(has_next_page=more,
+                               end_cursor=edges[-1].cursor if edges else None))
+
+    @strawberry.field(description="Rebuilt by replaying the event store up to the revision or "
+                      "instant given (both: whichever is earlier); null if it did not exist then.")
+    async def definition_as_of(self, info: Info, id: strawberry.ID, revision: int | None = None,
+                               at: datetime | None = None) -> EventDefinition | None:
+        who = info.context.caller()
+        who.require_audit()
+        found = await asyncio.to_thread(_app(info).definition_as_of, _uuid(id),
+                                        revision=revision, at=at)
+        if found is None:
+            return None
+        who.require_read(found.business_line)
+        return EventDefinition.from_aggregate(found, replayed=True)
+
+    @strawberry.field
+    async def verify_history(self, info: Info, id: strawberry.ID) -> HistoryIntegrity:
+        who = info.context.caller()
+        who.require_audit()
+        app = _app(info)
+        ident = _uuid(id)
+        current = await asyncio.to_thread(app.definition, ident)
+        who.require_read(current.business_line)
+        result = await asyncio.to_thread(app.verify_history, ident)
+        return HistoryIntegrity(ok=result.ok, checked_revisions=result.checked_revisions,
+                                first_bad_revision=result.first_bad_revision)
+
+    @strawberry.field
+    async def governance_summary(self, info: Info,
+                                 business_line: str | None = None) -> GovernanceSummary:
+        who = info.context.caller()
+        line = _read_scope(who, business_line)
+        counts = await queries.summary(info.context.container.pool, line)
+        return GovernanceSummary(
+            total=counts["total"],
+            by_stage=[StageCount(stage=s, count=counts["stage"].get(s.value, 0))
+                      for s in LifecycleStage],
+            by_level=[LevelCount(level=v, count=counts["level"].get(v.value, 0))
+                      for v in GovernanceLevel],
+            by_health=[HealthCount(health=h, count=counts["health"].get(h.value, 0))
+                       for h in HealthStatus])
+
+
+@strawberry.type
+class GovernanceMutation:
+    @strawberry.mutation
+    async def request_definition(self, info: Info,
+                                 input: RequestDefinitionInput) -> EventDefinition:
+        who = info.context.caller()
+        who.require_edit(input.business_line)
+        aggregate = await asyncio.to_thread(
+            _app(info).request_definition, business_line=input.business_line, name=input.name,
+            display_name=input.display_name, description=input.description, owner=input.owner,
+            requirement=input.requirement, actor=who.name, note=input.note)
+        return EventDefinition.from_aggregate(aggregate)
+
+    @strawberry.mutation(description="In REQUIREMENT or DESIGN: (re)designs the draft. In "
+                         "ONLINE: opens a new version (or redesigns the open one while it is in "
+                         "DESIGN) that must pass DEVELOPED and TESTED while the live one stays.")
+    async def design_schema(self, info: Info, id: strawberry.ID,
+                            properties: list[PropertySpecInput], note: str | None = None,
+                            expected_revision: int | None = None) -> EventDefinition:
+        specs = _specs(properties)
+        return await _change(info, id, expected_revision,
+                             lambda d, actor: d.design_schema(specs, actor=actor, note=note))
+
+    @strawberry.mutation
+    async def mark_developed(self, info: Info, id: strawberry.ID, note: str | None = None,
+                             expected_revision: int | None = None) -> EventDefinition:
+        return await _change(info, id, expected_revision,
+                             lambda d, actor: d.mark_developed(actor=actor, note=note))
+
+    @strawberry.mutation
+    async def record_test_run(self, info: Info, id: strawberry.ID, passed: bool,
+                              report: JSON | None = None, note: str | None = None,
+                              expected_revision: int | None = None) -> EventDefinition:
+        return await _change(info, id, expected_revision,
+                             lambda d, actor: d.record_test_run(passed=passed, report=report,
+                                                                actor=actor, note=note))
+
+    @strawberry.mutation
+    async def mark_tested(self, info: Info, id: strawberry.ID, note: str | None = None,
+                          expected_revision: int | None = None) -> EventDefinition:
+        return await _change(info, id, expected_revision,
+                             lambda d, actor: d.mark_tested(actor=actor, note=note))
+
+    @strawberry.mutation
+    async def publish(self, info: Info, id: strawberry.ID, note: str | None = None,
+                      expected_revision: int | None = None) -> EventDefinition:
+        return await _change(info, id, expected_revision,
+                             lambda d, actor: d.publish(actor=actor, note=note))
+
+    @strawberry.mutation
+    async def deprecate(self, info: Info, id: strawberry.ID, reason: str,
+                        replaced_by: strawberry.ID | None = None,
+                        expected_revision: int | None = None) -> EventDefinition:
+        replacement = str(_uuid(replaced_by)) if replaced_by is not None else None
+        return await _change(info, id, expected_revision,
+                             lambda d, actor: d.deprecate(reason=reason, replaced_by=replacement,
+                                                          actor=actor))
+
+    @strawberry.mutation
+    async def set_level(self, info: Info, id: strawberry.ID, level: GovernanceLevel,
+                        reason: str, expected_revision: int | None = None) -> EventDefinition:
+        return await _change(info, id, expected_revision,
+                             lambda d, actor: d.set_level(level=level.value, reason=reason,
+                                                          actor=actor))
+
+    @strawberry.mutation(description="Extension: hand a definition to another owner (e-mail).")
+    async def change_owner(self, info: Info, id: strawberry.ID, owner: str,
+                           note: str | None = None,
+                           expected_revision: int | None = None) -> EventDefinition:
+        return await _change(info, id, expected_revision,
+                             lambda d, actor: d.change_owner(owner=owner, actor=actor, note=note))
+
+    @strawberry.mutation(description="Extension: the business line's global properties "
+                         "(merged into every event's live schema of that line). Returns the "
+                         "new version.")
+    async def define_global_properties(self, info: Info, business_line: str,
+                                       properties: list[PropertySpecInput],
+                                       note: str | None = None) -> str:
+        who = info.context.caller()
+        who.require_edit(business_line)
+        aggregate = await asyncio.to_thread(
+            _app(info).define_global_properties, business_line, _specs(properties),
+            actor=who.name, note=note)
+        return str(aggregate.current_version)
+
+
+@strawberry.type
+class GovernanceSubscription:
+    @strawberry.subscription
+    async def definition_changed(self, info: Info, business_line: str | None = None
+                                 ) -> AsyncGenerator[DefinitionChange, None]:
+        who = info.context.caller()
+        line = _read_scope(who, business_line)
+        feed = info.context.container.feed
+        assert feed is not None
+        async for change in feed.subscribe(line):
+            yield DefinitionChange.from_record(change)
+
+
+__all__ = ["GovernanceMutation", "GovernanceQuery", "GovernanceSubscription"]

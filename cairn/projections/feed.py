@@ -1,0 +1,81 @@
+"""Live feed of recorded changes for subscriptions, in every process.
+
+The projection NOTIFYs after each commit; each process's feed then reads the new rows of
+``rm_changes`` by position and fans them out to its subscribers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING, Any
+
+import asyncpg
+
+if TYPE_CHECKING:
+    from asyncpg.pool import PoolConnectionProxy
+
+from cairn.projections.tables import DEFINITIONS_CHANNEL
+
+log = logging.getLogger(__name__)
+if TYPE_CHECKING:
+    Conn = PoolConnectionProxy[asyncpg.Record]
+
+
+class ChangeFeed:
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self._pool = pool
+        self._subscribers: set[asyncio.Queue[dict[str, Any]]] = set()
+        self._listener: Conn | None = None
+        self._last = 0
+        self._lock = asyncio.Lock()
+
+    async def start(self) -> None:
+        self._last = int(await self._pool.fetchval(
+            "SELECT coalesce(max(position), 0) FROM rm_changes") or 0)
+        self._listener = listener = await self._pool.acquire()
+        await listener.add_listener(DEFINITIONS_CHANNEL, self._notified)
+
+    def _notified(self, *_: Any) -> None:
+        if self._subscribers:
+            asyncio.get_running_loop().create_task(self._pull())
+
+    async def _pull(self) -> None:
+        async with self._lock:
+            try:
+                rows = await self._pool.fetch(
+                    """SELECT c.definition_id, c.revision, c.type, c.at, c.actor, c.note,
+                              c.payload, c.business_line, c.position
+                       FROM rm_changes c WHERE c.position > $1
+                       ORDER BY c.position LIMIT 5000""", self._last)
+            except asyncpg.PostgresError:
+                log.exception("change feed read failed")
+                return
+            for row in rows:
+                change = dict(row)
+                change["payload"] = json.loads(change["payload"])
+                self._last = max(self._last, int(row["position"]))
+                for queue in list(self._subscribers):
+                    queue.put_nowait(change)
+
+    async def subscribe(self, business_line: str | None = None
+                        ) -> AsyncIterator[dict[str, Any]]:
+        queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(maxsize=10_000)
+        self._subscribers.add(queue)
+        try:
+            while True:
+                change = await queue.get()
+                if business_line is None or change["business_line"] == business_line:
+                    yield change
+        finally:
+            self._subscribers.discard(queue)
+
+    async def stop(self) -> None:
+        if self._listener is not None:
+            with contextlib.suppress(Exception):
+                await self._listener.remove_listener(DEFINITIONS_CHANNEL, self._notified)
+            await self._pool.release(self._listener)
+            self._listener = None

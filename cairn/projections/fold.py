@@ -1,0 +1,111 @@
+"""Folds domain events into read-model rows, reusing the aggregates' own ``apply``.
+
+Runs in a worker thread (eventsourcing is blocking). Aggregates stay cached between batches
+so catching up replays each event once; a miss loads the aggregate at the version just
+before the event, from the event store.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+from uuid import UUID
+
+from cairn.domain.definition import EventDefinition
+from cairn.domain.global_properties import GlobalProperties
+from cairn.domain.governance import Governance, change_record
+from cairn.domain.levels import LevelFacts, derive_level
+
+
+@dataclass
+class Batch:
+    """Everything one transaction writes."""
+
+    last_position: int
+    definitions: dict[UUID, EventDefinition] = field(default_factory=dict)
+    changes: list[tuple[Any, ...]] = field(default_factory=list)
+    globals_: dict[str, GlobalProperties] = field(default_factory=dict)
+    positions: list[int] = field(default_factory=list)
+
+
+def level_of(aggregate: EventDefinition, health: str | None = None) -> str:
+    return derive_level(LevelFacts(stage=aggregate.stage, override=aggregate.level_override,
+                                   health=health or aggregate.health))
+
+
+class Folder:
+    def __init__(self, app: Governance, cache_size: int = 50_000) -> None:
+        self._app = app
+        self._cache: OrderedDict[UUID, Any] = OrderedDict()
+        self._cache_size = cache_size
+
+    def forget(self) -> None:
+        """After a failed write the cache may be ahead of the committed position."""
+        self._cache.clear()
+
+    def read(self, after: int, limit: int) -> Batch | None:
+        notifications = self._app.recorder.select_notifications(
+            start=after, limit=limit, inclusive_of_start=False
+        )
+        if not notifications:
+            return None
+        batch = Batch(last_position=notifications[-1].id)
+        for notification in notifications:
+            event = self._app.mapper.to_domain_event(notification)
+            aggregate = self._advance(event)
+            if isinstance(aggregate, EventDefinition):
+                batch.definitions[aggregate.id] = aggregate
+                record = change_record(event)
+                batch.changes.append((
+                    record.definition_id, record.revision, record.type, record.at,
+                    record.actor, record.note, json.dumps(record.payload, default=str),
+                    aggregate.business_line, notification.id,
+                ))
+            elif isinstance(aggregate, GlobalProperties):
+                batch.globals_[aggregate.business_line] = aggregate
+        return batch
+
+    def _advance(self, event: Any) -> Any:
+        ident = event.originator_id
+        if event.originator_version == 1:
+            aggregate = event.mutate(None)
+        else:
+            aggregate = self._cache.get(ident)
+            if aggregate is None or aggregate.version != event.originator_version - 1:
+                aggregate = self._app.repository.get(ident, version=event.originator_version - 1)
+            aggregate = event.mutate(aggregate)
+        self._cache[ident] = aggregate
+        self._cache.move_to_end(ident)
+        while len(self._cache) > self._cache_size:
+            self._cache.popitem(last=False)
+        return aggregate
+
+
+def definition_row(d: EventDefinition, live_properties: Sequence[dict[str, Any]] | None
+                   ) -> tuple[Any, ...]:
+    return (
+        d.id, d.business_line, d.name, d.display_name, d.description, d.owner, d.requirement,
+        d.stage, level_of(d), d.level_override, d.level_reason, d.health, d.live_version,
+        d.latest_version, json.dumps(live_properties) if live_properties is not None else None,
+        UUID(d.replaced_by) if d.replaced_by else None, d.version, d.created_on, d.modified_on,
+    )
+
+
+DEFINITION_COLUMNS = (
+    "id", "business_line", "name", "display_name", "description", "owner", "requirement",
+    "stage", "level", "level_override", "level_reason", "health", "live_version",
+    "latest_version", "live_properties", "replaced_by", "revision", "created_at", "updated_at",
+)
+
+
+def version_rows(d: EventDefinition) -> list[tuple[Any, ...]]:
+    from datetime import datetime
+
+    return [
+        (d.id, v["version"], seq, json.dumps(v["properties"]), v["breaking"], v["stage"],
+         datetime.fromisoformat(v["created_at"]))
+        for seq, v in enumerate(d.versions, start=1)
+    ]
