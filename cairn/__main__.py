@@ -41,10 +41,32 @@ async def serve(settings: Settings) -> None:
     log.info("stopped")
 
 
+async def rebuild_projections(settings: Settings) -> None:
+    """Rebuild every read model from the event store; a running service keeps serving."""
+    import time
+
+    from cairn.projections.rebuild import progress_bar, rebuild
+
+    configure_executor()
+    container = await build(settings, start_bus=False, run_projections=False)
+    try:
+        assert container.governance is not None
+        started = time.perf_counter()
+        replayed = await rebuild(container.governance, container.pool, progress=progress_bar)
+        seconds = time.perf_counter() - started
+        print(f"rebuilt read models from {replayed} notifications in {seconds:.1f} s")
+    finally:
+        await container.close()
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="cairn", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("serve", help="run the HTTP service (GraphQL, ingestion, health)")
+    projections = sub.add_parser("projections", help="read-model maintenance")
+    projections_sub = projections.add_subparsers(dest="action", required=True)
+    projections_sub.add_parser("rebuild", help="drop and rebuild every read model from the "
+                               "event store (the service keeps serving)")
     args = parser.parse_args(argv)
     try:
         settings = load_settings()
@@ -55,6 +77,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "serve":
             asyncio.run(serve(settings))
+        elif args.command == "projections" and args.action == "rebuild":
+            asyncio.run(rebuild_projections(settings))
     except CairnError as exc:
         log.error("fatal", extra={"error": str(exc), "code": exc.code})
         return 1
