@@ -7,17 +7,22 @@ before the event, from the event store.
 
 from __future__ import annotations
 
-import json
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 from uuid import UUID
 
+import orjson
+
 from cairn.domain.definition import EventDefinition
 from cairn.domain.global_properties import GlobalProperties
 from cairn.domain.governance import Governance, change_record
 from cairn.domain.levels import LevelFacts, derive_level
+
+
+def _json(value: Any) -> str:
+    return orjson.dumps(value, default=str).decode()
 
 
 @dataclass
@@ -61,7 +66,7 @@ class Folder:
                 record = change_record(event)
                 batch.changes.append((
                     record.definition_id, record.revision, record.type, record.at,
-                    record.actor, record.note, json.dumps(record.payload, default=str),
+                    record.actor, record.note, _json(record.payload),
                     aggregate.business_line, notification.id,
                 ))
             elif isinstance(aggregate, GlobalProperties):
@@ -89,7 +94,7 @@ def definition_row(d: EventDefinition, live_properties: Sequence[dict[str, Any]]
     return (
         d.id, d.business_line, d.name, d.display_name, d.description, d.owner, d.requirement,
         d.stage, level_of(d), d.level_override, d.level_reason, d.health, d.live_version,
-        d.latest_version, json.dumps(live_properties) if live_properties is not None else None,
+        d.latest_version, _json(live_properties) if live_properties is not None else None,
         UUID(d.replaced_by) if d.replaced_by else None, d.version, d.created_on, d.modified_on,
     )
 
@@ -105,7 +110,7 @@ def version_rows(d: EventDefinition) -> list[tuple[Any, ...]]:
     from datetime import datetime
 
     return [
-        (d.id, v["version"], seq, json.dumps(v["properties"]), v["breaking"], v["stage"],
+        (d.id, v["version"], seq, _json(v["properties"]), v["breaking"], v["stage"],
          datetime.fromisoformat(v["created_at"]))
         for seq, v in enumerate(d.versions, start=1)
     ]

@@ -43,15 +43,22 @@ async def rebuild(app: Governance, pool: asyncpg.Pool, *, batch_size: int = 5000
     async with pool.acquire() as conn:
         await conn.execute(ddl(suffix))
         after = 0
-        while True:
-            batch = await asyncio.to_thread(folder.read, after, batch_size)
-            if batch is None:
-                break
-            async with conn.transaction():
-                await write_batch(conn, batch, suffix, tracking)
+        # Folding (Python, in a worker thread) overlaps with writing (PostgreSQL, another
+        # process): the next batch is read while the current one is copied in.
+        batch = await asyncio.to_thread(folder.read, after, batch_size)
+        while batch is not None:
+            upcoming = asyncio.ensure_future(
+                asyncio.to_thread(folder.read, batch.last_position, batch_size))
+            try:
+                async with conn.transaction():
+                    await write_batch(conn, batch, suffix, tracking)
+            except BaseException:
+                upcoming.cancel()
+                raise
             after = batch.last_position
             if progress:
                 progress(min(after, total), max(total, after))
+            batch = await upcoming
         async with conn.transaction():
             await conn.execute("SELECT pg_advisory_xact_lock($1)", LOCK)
             while (batch := await asyncio.to_thread(folder.read, after, batch_size)) is not None:

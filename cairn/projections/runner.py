@@ -122,6 +122,7 @@ class ProjectionRunner:
         self._poll = poll_seconds
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._stopping = False
         self._listener: Conn | None = None
         self.position = 0
         self._progress = asyncio.Condition()
@@ -140,7 +141,8 @@ class ProjectionRunner:
         self._wake.set()
 
     async def _run(self) -> None:
-        while True:
+        # The flag, not only cancel(): on 3.11 a cancel racing a finished wait can be lost.
+        while not self._stopping:
             self._wake.clear()
             try:
                 while await self.step():
@@ -152,8 +154,9 @@ class ProjectionRunner:
                 self._folder.forget()
                 await asyncio.sleep(1)
                 continue
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self._poll)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self._poll):
+                    await self._wake.wait()
 
     async def step(self) -> bool:
         """Apply one batch; False when there was nothing new."""
@@ -163,7 +166,7 @@ class ProjectionRunner:
             try:
                 batch = await asyncio.to_thread(self._folder.read, after, self._batch_size)
                 if batch is None:
-                    self.position = after
+                    await self._advanced(after)
                     return False
                 await write_batch(conn, batch)
                 for ident in batch.definitions:
@@ -172,12 +175,15 @@ class ProjectionRunner:
             except BaseException:
                 self._folder.forget()
                 raise
-        self.position = batch.last_position
         for callback in self.on_batch:
             callback(batch)
+        await self._advanced(batch.last_position)
+        return True
+
+    async def _advanced(self, position: int) -> None:
+        self.position = position
         async with self._progress:
             self._progress.notify_all()
-        return True
 
     async def wait_for(self, target: int, within: float = 10) -> None:
         """Until the read models include notification ``target`` (tests, read-your-writes)."""
@@ -186,6 +192,7 @@ class ProjectionRunner:
             await self._progress.wait_for(lambda: self.position >= target)
 
     async def stop(self) -> None:
+        self._stopping = True
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
