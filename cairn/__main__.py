@@ -41,6 +41,23 @@ async def serve(settings: Settings) -> None:
     log.info("stopped")
 
 
+async def consume(settings: Settings) -> None:
+    """The bus → ClickHouse sink alone (with RabbitMQ; the embedded default runs it in serve)."""
+    if not settings.amqp_url:
+        raise SettingsError("CAIRN_AMQP_URL: `cairn consume` reads RabbitMQ; without it the "
+                            "embedded default consumes inside `cairn serve`")
+    configure_executor()
+    container = await build(settings, run_projections=False, consume=True)
+    log.info("consuming", extra={"bus": container.bus.kind})
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    log.info("shutting down: flushing buffered events")
+    await container.close()
+
+
 async def rebuild_projections(settings: Settings) -> None:
     """Rebuild every read model from the event store; a running service keeps serving."""
     import time
@@ -63,6 +80,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="cairn", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("serve", help="run the HTTP service (GraphQL, ingestion, health)")
+    sub.add_parser("consume", help="run the RabbitMQ → ClickHouse consumer")
     projections = sub.add_parser("projections", help="read-model maintenance")
     projections_sub = projections.add_subparsers(dest="action", required=True)
     projections_sub.add_parser("rebuild", help="drop and rebuild every read model from the "
@@ -77,6 +95,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "serve":
             asyncio.run(serve(settings))
+        elif args.command == "consume":
+            asyncio.run(consume(settings))
         elif args.command == "projections" and args.action == "rebuild":
             asyncio.run(rebuild_projections(settings))
     except CairnError as exc:

@@ -100,14 +100,28 @@ class TokenStore:
     async def authenticate(self, secret: str | None, *, kind: str = "api") -> Principal:
         if not secret:
             raise Unauthenticated("missing bearer token")
+        return await self.authenticate_hash(hash_secret(secret), kind=kind)
+
+    async def authenticate_hash(self, token_hash: bytes, *, kind: str = "api") -> Principal:
         row = await self._pool.fetchrow(
             """SELECT id, role, business_line, label FROM api_tokens
                WHERE token_hash = $1 AND kind = $2 AND revoked_at IS NULL""",
-            hash_secret(secret), kind,
+            token_hash, kind,
         )
         if row is None:
             raise Unauthenticated("unknown or revoked token")
         return Principal(row["id"], Role(row["role"]), row["business_line"], row["label"])
+
+    async def list(self, kind: str, business_line: str | None = None) -> list[asyncpg.Record]:
+        return await self._pool.fetch(
+            """SELECT id, role, business_line, label, created_by, created_at, revoked_at
+               FROM api_tokens WHERE kind = $1 AND ($2::text IS NULL OR business_line = $2)
+               ORDER BY created_at""", kind, business_line)
+
+    async def kind_of(self, token_id: UUID) -> tuple[str, str | None] | None:
+        row = await self._pool.fetchrow(
+            "SELECT kind, business_line FROM api_tokens WHERE id = $1", token_id)
+        return None if row is None else (row["kind"], row["business_line"])
 
     async def revoke(self, token_id: UUID) -> bool:
         status = await self._pool.execute(

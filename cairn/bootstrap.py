@@ -17,9 +17,14 @@ from cairn import auth
 from cairn.domain.governance import Governance
 from cairn.errors import Unavailable
 from cairn.ingest.bus import MessageBus
+from cairn.ingest.gateway import Gateway
+from cairn.ingest.keys import WriteKeys
 from cairn.ingest.memory_bus import MemoryBus
+from cairn.ingest.registry import Registry
+from cairn.ingest.sink import ClickHouseSink
 from cairn.olap.port import ClickHouse
 from cairn.olap.queries.cache import QueryCache
+from cairn.olap.schema import migrate
 from cairn.postgres import EmbeddedPostgres, apply_schema, create_pool
 from cairn.projections import tables as projection_tables
 from cairn.projections.feed import ChangeFeed
@@ -59,6 +64,7 @@ class Container:
     governance: Governance | None = None
     projections: ProjectionRunner | None = None
     feed: ChangeFeed | None = None
+    ingest: Ingest | None = None
     closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
     # Analytics answers for a short TTL; the ingestion sink calls query_cache.invalidate().
     query_cache: QueryCache = field(default_factory=QueryCache)
@@ -117,6 +123,7 @@ async def build(
     olap: ClickHouse | None = None,
     bus: MessageBus | None = None,
     run_projections: bool = True,
+    consume: bool | None = None,
 ) -> Container:
     """Wire every dependency. Tests may hand in an ``olap`` or ``bus`` they share."""
     settings.data_dir.mkdir(parents=True, exist_ok=True)
@@ -136,6 +143,8 @@ async def build(
     container = Container(settings, url, pool, olap, bus, auth.TokenStore(pool), embedded)
     await ensure_admin_token(container)
     await start_governance(container, run_projections=run_projections)
+    await start_ingest(container, consume=settings.embedded_consumer if consume is None
+                       else consume)
     return container
 
 
@@ -157,6 +166,38 @@ async def start_governance(container: Container, *, run_projections: bool = True
     await feed.start()
     container.feed = feed
     container.closers.append(feed.stop)
+
+
+@dataclass
+class Ingest:
+    """The ingestion side: schema registry, write keys, gateway, and the sink if it runs here."""
+
+    registry: Registry
+    keys: WriteKeys
+    gateway: Gateway
+    sink: ClickHouseSink | None = None
+
+
+async def start_ingest(container: Container, *, consume: bool) -> None:
+    """ClickHouse tables, the registry, the gateway, and (``consume``) the bus consumer."""
+    await migrate(container.olap)
+    registry = Registry(container.pool)
+    await registry.start()
+    container.closers.append(registry.stop)
+    keys = WriteKeys(container.tokens)
+    ingest = Ingest(registry, keys, Gateway(registry, keys, container.bus))
+    container.ingest = ingest
+    if consume:
+        sink = ClickHouseSink(container.olap, registry, keys, container.query_cache)
+        sink.start()
+        await container.bus.consume(sink.handle, prefetch=256)
+        ingest.sink = sink
+
+        async def stop_sink() -> None:
+            await container.bus.stop_consuming()
+            await sink.stop()
+
+        container.closers.append(stop_sink)
 
 
 async def ensure_admin_token(container: Container) -> None:

@@ -68,4 +68,6 @@ def create_app(container: Container) -> web.Application:
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_route("*", "/graphql", view)
+    if container.ingest is not None:
+        app.router.add_post("/v1/track", container.ingest.gateway.track)
     return app

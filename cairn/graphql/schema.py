@@ -12,9 +12,10 @@ from cairn.graphql.admin import AdminMutation, AdminQuery
 from cairn.graphql.analytics import AnalyticsQuery
 from cairn.graphql.errors import ErrorCodes
 from cairn.graphql.governance import GovernanceMutation, GovernanceQuery, GovernanceSubscription
+from cairn.graphql.ingest import IngestMutation, IngestQuery
 
-Query = merge_types("Query", (GovernanceQuery, AdminQuery, AnalyticsQuery))
-Mutation = merge_types("Mutation", (GovernanceMutation, AdminMutation))
+Query = merge_types("Query", (GovernanceQuery, AdminQuery, AnalyticsQuery, IngestQuery))
+Mutation = merge_types("Mutation", (GovernanceMutation, AdminMutation, IngestMutation))
 Subscription = merge_types("Subscription", (GovernanceSubscription,))
 
 

@@ -84,6 +84,20 @@ MIGRATIONS: list[tuple[int, str]] = [
                level, count() AS pv
         FROM events
         GROUP BY business_line, event, hour, platform, app_version, level"""),
+    # Every stored event id, valid or quarantined, ordered by id: the sink looks up ids that
+    # may be stored already (redeliveries, client-chosen ids) by primary key, not by a scan
+    # of ``events`` (ordered by person). Resends are recognised for 90 days.
+    (6, """CREATE TABLE IF NOT EXISTS event_ids (
+        event_id UUID,
+        stored_at DateTime('UTC') DEFAULT now()
+    ) ENGINE = ReplacingMergeTree
+    PARTITION BY toYYYYMM(stored_at)
+    ORDER BY event_id
+    TTL stored_at + INTERVAL 90 DAY"""),
+    (7, """CREATE MATERIALIZED VIEW IF NOT EXISTS event_ids_from_events TO event_ids AS
+        SELECT event_id FROM events"""),
+    (8, """CREATE MATERIALIZED VIEW IF NOT EXISTS event_ids_from_quarantine TO event_ids AS
+        SELECT event_id FROM quarantine"""),
 ]
 
 

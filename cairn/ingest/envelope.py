@@ -1,0 +1,186 @@
+"""The tracking-event envelope (tracking-event.md): parsing, and rows for ClickHouse.
+
+A request body is one event object or ``{"batch": [...]}``. The envelope is checked with
+pydantic (first problem named, nothing stored); the properties are then validated against
+the registry, and every event becomes a row of ``events`` or of ``quarantine``.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, NotRequired, Required
+from uuid import UUID
+
+import orjson
+from pydantic import ConfigDict, TypeAdapter
+from pydantic import ValidationError as PydanticError
+from typing_extensions import TypedDict
+
+from cairn.errors import CairnError, ValidationFailed
+from cairn.ingest.validation import IDENTIFY, LiveSchema, to_epoch_ms, validate
+
+MAX_EVENTS = 1000
+MAX_BYTES = 1 << 20
+ID_NAMESPACE = uuid.UUID("5b1f4a52-3c1e-4d7a-9a0e-6f9b3c2d1e07")
+
+
+class TooLarge(CairnError):
+    code = "TOO_LARGE"
+    http_status = 413
+
+
+class EventIn(TypedDict, total=False):
+    __pydantic_config__ = ConfigDict(extra="forbid")  # type: ignore[misc]
+
+    event: Required[str]
+    business_line: NotRequired[str | None]
+    user_id: NotRequired[str | None]
+    anonymous_id: NotRequired[str | None]
+    session_id: NotRequired[str | None]
+    timestamp: NotRequired[Any]  # checked later: a bad one quarantines, it does not reject
+    event_id: NotRequired[UUID | None]
+    platform: NotRequired[str | None]
+    app_version: NotRequired[str | None]
+    properties: NotRequired[dict[str, Any] | None]
+
+
+_ONE = TypeAdapter(EventIn)
+_MANY = TypeAdapter(list[EventIn])
+
+
+def _where(loc: Sequence[int | str], batch: bool) -> str:
+    parts = list(loc)
+    head = f"batch[{parts.pop(0)}]" if batch and parts and isinstance(parts[0], int) else ""
+    if not batch and parts and isinstance(parts[0], int):
+        parts.pop(0)
+    path = ".".join(str(p) for p in parts)
+    return ".".join(p for p in (head, path) if p) or "body"
+
+
+def check_event(event: EventIn, where: str) -> None:
+    """What pydantic's types cannot say: a non-empty name, and at least one id."""
+    if not event["event"].strip():
+        raise ValidationFailed(f"{where}event: must not be empty")
+    if not event.get("user_id") and not event.get("anonymous_id"):
+        raise ValidationFailed(f"{where}user_id or anonymous_id is required")
+
+
+def parse_body(body: bytes) -> tuple[list[EventIn], list[dict[str, Any]]]:
+    """The envelope's events and the raw objects as received; ValidationFailed/TooLarge."""
+    if len(body) > MAX_BYTES:
+        raise TooLarge(f"body is {len(body)} bytes; the limit is {MAX_BYTES}")
+    try:
+        doc = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise ValidationFailed(f"malformed JSON: {exc}") from None
+    batch = isinstance(doc, dict) and "batch" in doc
+    if batch:
+        if len(doc) != 1:
+            raise ValidationFailed('a batch body holds only the key "batch"')
+        items = doc["batch"]
+        if not isinstance(items, list) or not items:
+            raise ValidationFailed("batch must be a non-empty array of events")
+        if len(items) > MAX_EVENTS:
+            raise TooLarge(f"batch holds {len(items)} events; the limit is {MAX_EVENTS}")
+    elif isinstance(doc, dict):
+        items = [doc]
+    else:
+        raise ValidationFailed('body must be an event object or {"batch": [event, ...]}')
+    try:
+        events = _MANY.validate_python(items)
+    except PydanticError as exc:
+        first = exc.errors()[0]
+        raise ValidationFailed(f"{_where(first['loc'], batch)}: {first['msg']}") from None
+    for i, event in enumerate(events):
+        check_event(event, f"batch[{i}]: " if batch else "")
+    return events, items
+
+
+def parse_one(item: Any) -> EventIn:
+    """One event of a bus message; ValidationFailed names the problem."""
+    try:
+        event = _ONE.validate_python(item)
+    except PydanticError as exc:
+        first = exc.errors()[0]
+        raise ValidationFailed(f"{_where(first['loc'], False)}: {first['msg']}") from None
+    check_event(event, "")
+    return event
+
+
+@dataclass
+class Prepared:
+    """One request's (or message's) rows, ready for the sink."""
+
+    events: list[dict[str, Any]] = field(default_factory=list)
+    quarantine: list[dict[str, Any]] = field(default_factory=list)
+    identities: list[dict[str, Any]] = field(default_factory=list)
+    client_ids: list[str] = field(default_factory=list)  # ids the client chose: may repeat
+
+    def extend(self, other: Prepared) -> None:
+        self.events += other.events
+        self.quarantine += other.quarantine
+        self.identities += other.identities
+        self.client_ids += other.client_ids
+
+
+Lookup = Callable[[str, str], LiveSchema | None]
+
+
+def _text(value: Any) -> str:
+    return value if isinstance(value, str) else orjson.dumps(value).decode()
+
+
+def prepare(events: Sequence[EventIn], raws: Sequence[Any], business_line: str,
+            received_ms: int, lookup: Lookup, into: Prepared | None = None,
+            id_seed: str | None = None) -> Prepared:
+    """Validate each event against the registry and shape its row.
+
+    Events without an ``event_id`` get a random one, or with ``id_seed`` one derived from
+    the seed and their position (so a redelivered message yields the same ids).
+    """
+    out = into if into is not None else Prepared()
+    received = received_ms / 1000
+    for index, (event, raw) in enumerate(zip(events, raws, strict=True)):
+        name = event["event"]
+        given_id = event.get("event_id")
+        if given_id is not None:
+            event_id = str(given_id)
+        elif id_seed is not None:
+            event_id = str(uuid.uuid5(ID_NAMESPACE, f"{id_seed}:{index}"))
+        else:
+            event_id = str(uuid.uuid4())
+        if given_id is not None:
+            out.client_ids.append(event_id)
+        props = event.get("properties") or {}
+        outcome = validate(name, props, lookup(business_line, name))
+        stamp = event.get("timestamp")
+        ts_ms = received_ms if stamp is None else to_epoch_ms(stamp)
+        if ts_ms is None:
+            outcome.reasons.append("bad_timestamp")
+        if outcome.reasons:
+            out.quarantine.append({
+                "event_id": event_id, "business_line": business_line, "event": name,
+                "received_at": received, "timestamp": None if ts_ms is None else ts_ms / 1000,
+                "reasons": outcome.reasons, "payload": orjson.dumps(raw).decode(),
+            })
+            continue
+        user = event.get("user_id") or ""
+        anon = event.get("anonymous_id") or ""
+        schema = outcome.schema
+        ts = ts_ms / 1000  # type: ignore[operator]
+        out.events.append({
+            "event_id": event_id, "business_line": business_line, "event": name,
+            "timestamp": ts, "received_at": received, "user_id": user, "anonymous_id": anon,
+            "person_id": user or anon, "session_id": event.get("session_id") or "",
+            "platform": event.get("platform") or "", "app_version": event.get("app_version")
+            or "", "definition_version": schema.version or "" if schema else "",
+            "warnings": outcome.warnings,
+            "properties": {k: _text(v) for k, v in props.items() if v is not None},
+            "level": schema.level if schema else "B",
+        })
+        if name == IDENTIFY and user and anon:
+            out.identities.append({"anonymous_id": anon, "user_id": user,
+                                   "business_line": business_line, "linked_at": ts})
+    return out

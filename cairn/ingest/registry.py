@@ -1,0 +1,109 @@
+"""The live schemas of every definition, held in memory for the validator.
+
+Loaded from the ``rm_definitions`` read model and reloaded when the projection NOTIFYs a
+change (debounced: a burst of changes costs one reload). A miss (unknown or not-online
+event) may re-read that one definition, at most once per second per name, so an event sent
+right after ``publish`` is not quarantined by a reload still in flight.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from typing import TYPE_CHECKING, Any
+
+import asyncpg
+import orjson
+
+from cairn.ingest.validation import STORED_STAGES, LiveSchema
+from cairn.projections.tables import DEFINITIONS_CHANNEL
+
+if TYPE_CHECKING:
+    from asyncpg.pool import PoolConnectionProxy
+
+log = logging.getLogger(__name__)
+_SELECT = """SELECT business_line, name, stage, level, live_version, live_properties
+             FROM rm_definitions"""
+_MISS_RECHECK_SECONDS = 1.0
+
+
+def _schema(row: asyncpg.Record) -> LiveSchema:
+    raw = row["live_properties"]
+    props: list[dict[str, Any]] = orjson.loads(raw) if raw else []
+    return LiveSchema.from_properties(row["business_line"], row["name"], row["stage"],
+                                      row["level"], row["live_version"], props)
+
+
+class Registry:
+    def __init__(self, pool: asyncpg.Pool, debounce: float = 0.05) -> None:
+        self._pool = pool
+        self._debounce = debounce
+        self._schemas: dict[tuple[str, str], LiveSchema] = {}
+        self._listener: PoolConnectionProxy[asyncpg.Record] | None = None
+        self._dirty = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._rechecked: dict[tuple[str, str], float] = {}
+        self.loads = 0
+
+    def get(self, business_line: str, name: str) -> LiveSchema | None:
+        return self._schemas.get((business_line, name))
+
+    async def start(self) -> None:
+        self._listener = listener = await self._pool.acquire()
+        await listener.add_listener(DEFINITIONS_CHANNEL, self._notified)
+        await self.refresh()
+        self._task = asyncio.create_task(self._follow(), name="schema-registry")
+
+    def _notified(self, *_: Any) -> None:
+        self._dirty.set()
+
+    async def _follow(self) -> None:
+        while True:
+            await self._dirty.wait()
+            await asyncio.sleep(self._debounce)
+            self._dirty.clear()
+            try:
+                await self.refresh()
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
+                log.exception("schema registry reload failed; keeping the previous one")
+                await asyncio.sleep(1)
+                self._dirty.set()
+
+    async def refresh(self) -> None:
+        rows = await self._pool.fetch(_SELECT)
+        self._schemas = {(r["business_line"], r["name"]): _schema(r) for r in rows}
+        self.loads += 1
+
+    async def ensure(self, business_line: str, name: str) -> LiveSchema | None:
+        """Re-read one definition after a miss, rate-limited per name."""
+        key = (business_line, name)
+        now = time.monotonic()
+        current = self._schemas.get(key)
+        if current is not None and current.stage in STORED_STAGES:
+            return current
+        if now - self._rechecked.get(key, 0.0) < _MISS_RECHECK_SECONDS:
+            return current
+        if len(self._rechecked) > 100_000:
+            self._rechecked.clear()
+        self._rechecked[key] = now
+        row = await self._pool.fetchrow(_SELECT + " WHERE business_line = $1 AND name = $2",
+                                        business_line, name)
+        if row is None:
+            return None
+        schema = _schema(row)
+        self._schemas[key] = schema
+        return schema
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        if self._listener is not None:
+            with contextlib.suppress(Exception):
+                await self._listener.remove_listener(DEFINITIONS_CHANNEL, self._notified)
+            await self._pool.release(self._listener)
+            self._listener = None

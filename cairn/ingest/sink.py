@@ -1,0 +1,257 @@
+"""The ClickHouse sink: bus messages in, rows in ``events``/``quarantine``/``identities`` out.
+
+Messages are gathered into one insert (by event count or after ``max_wait``) and acked only
+after ClickHouse accepted it. Exactly once, by event id:
+- within a flush, a repeated id is kept once;
+- ids that may already be stored — every id of a redelivered or retried message, and every
+  id the client chose — are looked up in ``event_ids`` (ordered by id, fed by materialized
+  views from both tables) and skipped when present;
+- an insert retried inside one flush carries the same ``insert_deduplication_token``.
+A flush whose insert keeps failing is split per message, so one poison message is retried
+(then dead-lettered) alone while the others land.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import orjson
+
+from cairn.errors import CairnError, ValidationFailed
+from cairn.ingest.bus import Delivery
+from cairn.ingest.envelope import ID_NAMESPACE, Prepared, parse_one, prepare
+from cairn.ingest.keys import WriteKeys
+from cairn.ingest.messages import BadMessage, RawBatch, decode
+from cairn.ingest.registry import Registry
+from cairn.olap.port import ClickHouse, OlapError
+from cairn.olap.queries.cache import QueryCache
+from cairn.olap.queries.common import from_ms
+
+log = logging.getLogger(__name__)
+_LOOKUP_CHUNK = 20_000
+
+
+@dataclass
+class _Item:
+    delivery: Delivery
+    message: Prepared | RawBatch
+    size: int
+
+
+class ClickHouseSink:
+    def __init__(self, olap: ClickHouse, registry: Registry, keys: WriteKeys,
+                 cache: QueryCache | None = None, *, max_events: int = 20_000,
+                 max_wait: float = 0.05, insert_attempts: int = 3) -> None:
+        self._olap = olap
+        self._registry = registry
+        self._keys = keys
+        self._cache = cache
+        self.max_events = max_events
+        self.max_wait = max_wait
+        self._attempts = insert_attempts
+        self._buffer: list[_Item] = []
+        self._count = 0
+        self._has_data = asyncio.Event()
+        self._full = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._closing = False
+        self.stored = 0  # events + quarantined rows written, for benchmarks and logs
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="clickhouse-sink")
+
+    async def handle(self, delivery: Delivery) -> None:
+        """Bus handler: decode and buffer; the flusher settles the delivery."""
+        try:
+            message = decode(delivery.body)
+        except BadMessage as exc:
+            await delivery.dead_letter(str(exc))
+            return
+        size = len(message.events) + (len(message.quarantine)
+                                      if isinstance(message, Prepared) else 0)
+        self._buffer.append(_Item(delivery, message, size))
+        self._count += size
+        self._has_data.set()
+        if self._count >= self.max_events:
+            self._full.set()
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        while not (self._closing and not self._buffer):
+            await self._has_data.wait()
+            deadline = loop.time() + self.max_wait
+            while (not self._closing and self._count < self.max_events
+                   and (left := deadline - loop.time()) > 0):
+                self._full.clear()
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(left):
+                        await self._full.wait()
+            items, self._buffer, self._count = self._buffer, [], 0
+            if not self._closing:
+                self._has_data.clear()
+            self._full.clear()
+            if not items:
+                continue
+            try:
+                await self.flush(items)
+            except Exception:  # never let the flusher die: settle what is left as retries
+                log.exception("sink flush failed")
+                for item in items:
+                    with contextlib.suppress(Exception):
+                        await item.delivery.retry("sink flush failed")
+
+    async def flush(self, items: Sequence[_Item]) -> None:
+        ready: list[tuple[Delivery, Prepared, bool]] = []
+        for item in items:
+            try:
+                prepared = await self._prepared(item.message, item.delivery.message_id)
+            except BadMessage as exc:
+                await item.delivery.dead_letter(str(exc))
+                continue
+            again = item.delivery.redelivered or item.delivery.attempt > 1
+            ready.append((item.delivery, prepared, again))
+        if not ready:
+            return
+        merged = await self._exactly_once([(p, again) for _, p, again in ready])
+        token = hashlib.sha256("|".join(d.message_id for d, _, _ in ready).encode()).hexdigest()
+        try:
+            await self._insert(merged, token)
+        except (OlapError, CairnError, OSError) as exc:
+            if len(ready) == 1:
+                await ready[0][0].retry(f"ClickHouse insert failed: {exc}"[:500])
+                return
+            log.warning("batch insert failed; inserting message by message", exc_info=True)
+            for delivery, prepared, again in ready:
+                await self.flush_one(delivery, prepared, again)
+            return
+        for delivery, _, _ in ready:
+            await delivery.ack()
+
+    async def flush_one(self, delivery: Delivery, prepared: Prepared, again: bool) -> None:
+        try:
+            merged = await self._exactly_once([(prepared, again)])
+            await self._insert(merged, hashlib.sha256(delivery.message_id.encode()).hexdigest())
+        except (OlapError, CairnError, OSError) as exc:
+            await delivery.retry(f"ClickHouse insert failed: {exc}"[:500])
+            return
+        await delivery.ack()
+
+    async def _prepared(self, message: Prepared | RawBatch, message_id: str) -> Prepared:
+        if isinstance(message, Prepared):
+            return message
+        try:
+            principal = await self._keys.by_hash(bytes.fromhex(message.key_hash))
+        except (CairnError, ValueError):
+            raise BadMessage("unknown or revoked write key") from None
+        if principal.business_line != message.business_line:
+            raise BadMessage(f"write key is not for business line {message.business_line!r}")
+        out = Prepared()
+        good, raws = [], []
+        for index, raw in enumerate(message.events):
+            try:
+                event = parse_one(raw)
+                line = event.get("business_line")
+                if line not in (None, message.business_line):
+                    raise ValidationFailed(f"business_line {line!r} is not the key's")
+            except ValidationFailed as exc:
+                out.quarantine.append(_bad_envelope(message, raw, str(exc),
+                                                    f"{message_id}:bad:{index}"))
+                continue
+            good.append(event)
+            raws.append(raw)
+        for name in {e["event"] for e in good}:
+            await self._registry.ensure(message.business_line, name)
+        # Ids the publisher left out derive from the message id: a redelivery repeats them.
+        return prepare(good, raws, message.business_line, message.received_ms,
+                       self._registry.get, into=out, id_seed=message_id)
+
+    async def _exactly_once(self, parts: Sequence[tuple[Prepared, bool]]) -> Prepared:
+        suspect: set[str] = set()
+        for prepared, again in parts:
+            if again:
+                suspect.update(r["event_id"] for r in prepared.events)
+                suspect.update(r["event_id"] for r in prepared.quarantine)
+            else:
+                suspect.update(prepared.client_ids)
+        stored = await self._stored_ids(suspect) if suspect else set()
+        merged = Prepared()
+        seen = stored
+        for prepared, _ in parts:
+            for table, rows in (("events", prepared.events), ("quarantine", prepared.quarantine)):
+                target = merged.events if table == "events" else merged.quarantine
+                for row in rows:
+                    if row["event_id"] not in seen:
+                        seen.add(row["event_id"])
+                        target.append(row)
+            merged.identities += prepared.identities
+        return merged
+
+    async def _stored_ids(self, ids: set[str]) -> set[str]:
+        found: set[str] = set()
+        ordered = sorted(ids)
+        for start in range(0, len(ordered), _LOOKUP_CHUNK):
+            rows = await self._olap.fetch(
+                "SELECT toString(event_id) AS id FROM event_ids "
+                "WHERE event_id IN {ids:Array(UUID)}",
+                {"ids": ordered[start:start + _LOOKUP_CHUNK]})
+            found.update(r["id"] for r in rows)
+        return found
+
+    async def _insert(self, rows: Prepared, token: str) -> None:
+        for attempt in range(1, self._attempts + 1):
+            try:
+                for table, batch in (("events", rows.events), ("quarantine", rows.quarantine),
+                                     ("identities", rows.identities)):
+                    if batch:
+                        await self._olap.insert(table, batch, settings={
+                            "insert_deduplication_token": f"{token}-{table}"})
+                break
+            except (OlapError, OSError) as exc:
+                if attempt == self._attempts:
+                    raise
+                log.warning("insert failed (attempt %d): %s", attempt, exc)
+                await asyncio.sleep(0.2 * attempt)
+        self.stored += len(rows.events) + len(rows.quarantine)
+        self._invalidate(rows)
+
+    def _invalidate(self, rows: Prepared) -> None:
+        if self._cache is None or not rows.events:
+            return
+        spans: dict[str, tuple[float, float]] = {}
+        for row in rows.events:
+            low, high = spans.get(row["business_line"], (row["timestamp"], row["timestamp"]))
+            spans[row["business_line"]] = (min(low, row["timestamp"]),
+                                           max(high, row["timestamp"]))
+        for line, (low, high) in spans.items():
+            self._cache.invalidate(line, from_ms(int(low * 1000)),
+                                   from_ms(int(high * 1000) + 1))
+
+    async def stop(self, drain_seconds: float = 30.0) -> None:
+        """Flush what is buffered (stop consuming first), then end the flusher."""
+        self._closing = True
+        self._has_data.set()
+        self._full.set()
+        if self._task is not None:
+            done, _ = await asyncio.wait({self._task}, timeout=drain_seconds)
+            if not done:
+                self._task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await self._task
+            self._task = None
+        # Anything still unsettled is redelivered by the broker (or failed by the memory bus).
+
+
+def _bad_envelope(message: RawBatch, raw: object, problem: str,
+                  seed: str) -> dict[str, object]:
+    name = raw.get("event") if isinstance(raw, dict) else None
+    received = message.received_ms / 1000
+    return {"event_id": str(uuid.uuid5(ID_NAMESPACE, seed)), "business_line": message.business_line,
+            "event": name if isinstance(name, str) else "", "received_at": received,
+            "timestamp": None, "reasons": [f"bad_envelope:{problem}"],
+            "payload": orjson.dumps(raw).decode()}

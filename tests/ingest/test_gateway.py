@@ -1,0 +1,161 @@
+"""POST /v1/track on the embedded default (in-process bus, chDB): contract answers and rows."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import orjson
+from aiohttp.test_utils import TestClient
+
+from cairn.bootstrap import Container
+from tests.conftest import ADMIN_TOKEN
+from tests.ingest.support import define, write_key
+
+Client = TestClient[Any, Any]
+# Yesterday 00:00 UTC in epoch ms: recent, so no retention TTL drops the rows.
+DAY = (int(time.time()) // 86400 - 1) * 86400 * 1000
+
+
+async def track(client: Client, key: str | None, body: Any, raw: bytes | None = None
+                ) -> tuple[int, dict[str, Any]]:
+    headers = {"Content-Type": "application/json"}
+    if key is not None:
+        headers["Authorization"] = f"Bearer {key}"
+    resp = await client.post("/v1/track", data=raw if raw is not None else orjson.dumps(body),
+                             headers=headers)
+    return resp.status, await resp.json()
+
+
+async def stored(container: Container) -> tuple[int, int]:
+    events = await container.olap.fetchval("SELECT count() FROM events")
+    quarantined = await container.olap.fetchval("SELECT count() FROM quarantine")
+    return int(events), int(quarantined)
+
+
+async def test_valid_invalid_and_warned_events_land_where_the_contract_says(
+        client: Client, container: Container) -> None:
+    await define(container, "order_paid")
+    await define(container, "cart_viewed", stop_at="DESIGN")
+    await define(container, "old_click", stop_at="DEPRECATED")
+    key = await write_key(client)
+    base = {"user_id": "u1", "platform": "ios"}
+    batch = [
+        {**base, "event": "order_paid", "properties": {"amount": 12.5, "currency": "CNY"}},
+        {**base, "event": "order_paid", "properties": {"amount": 3, "coupon": "X1"}},
+        {**base, "event": "order_paid", "properties": {"currency": "EUR"}},
+        {**base, "event": "order_paid", "properties": {"amount": "12", "items": 2.5}},
+        {**base, "event": "no_such_event"},
+        {**base, "event": "cart_viewed", "properties": {"amount": 1}},
+        {**base, "event": "old_click", "properties": {"amount": 1}},
+        {**base, "event": "order_paid", "timestamp": "yesterday", "properties": {"amount": 1}},
+        {**base, "event": "order_paid", "timestamp": DAY + 123, "properties": {"amount": 1}},
+        {"event": "identify", "user_id": "u1", "anonymous_id": "a1"},
+    ]
+    status, body = await track(client, key, {"batch": batch})
+    assert status == 202 and body == {"accepted": 5, "invalid": 5}
+
+    rows = await container.olap.fetch(
+        "SELECT event, warnings, properties, toUnixTimestamp64Milli(timestamp) AS ts "
+        "FROM events ORDER BY event, length(warnings)")
+    got = [(r["event"], r["warnings"]) for r in rows]
+    assert sorted(got) == sorted([("order_paid", []), ("order_paid", ["unknown_property:coupon"]),
+                                  ("order_paid", []), ("old_click", ["deprecated"]),
+                                  ("identify", [])])
+    assert DAY + 123 in [int(r["ts"]) for r in rows]
+    assert {"amount": "12.5", "currency": "CNY"} in [r["properties"] for r in rows]
+
+    page = await client.post("/graphql", json={"query": """{ quarantine(businessLine: "shop")
+        { total items { eventId event businessLine receivedAt reasons payload } } }"""},
+        headers={"Authorization": f"Bearer {ADMIN_TOKEN}"})
+    data = (await page.json())["data"]["quarantine"]
+    assert data["total"] == 5
+    reasons = sorted(sorted(item["reasons"]) for item in data["items"])
+    assert reasons == sorted([["missing_required:amount", "not_in_enum:currency"],
+                              ["wrong_type:amount", "wrong_type:items"],
+                              ["unknown_event"], ["not_online"], ["bad_timestamp"]])
+    payloads = [item["payload"] for item in data["items"]]
+    assert batch[2] in payloads and batch[7] in payloads  # exactly as received
+
+
+async def test_requests_that_break_the_contract_store_nothing(
+        client: Client, container: Container) -> None:
+    await define(container, "order_paid")
+    key = await write_key(client)
+    games_key = await write_key(client, "games")
+    good = {"event": "order_paid", "user_id": "u", "properties": {"amount": 1}}
+    cases: list[tuple[str | None, Any, bytes | None, int, str]] = [
+        (None, good, None, 401, "missing"),
+        ("cairn_wk_not-a-key", good, None, 401, "unknown"),
+        (games_key, {**good, "business_line": "shop"}, None, 403, "'games'"),
+        (key, None, b"{not json", 400, "malformed JSON"),
+        (key, {"event": "order_paid"}, None, 400, "user_id or anonymous_id"),
+        (key, {"batch": [good, {**good, "event_id": "nope"}]}, None, 400, "batch[1].event_id"),
+        (key, {**good, "colour": "red"}, None, 400, "colour"),
+        (key, {"batch": []}, None, 400, "non-empty"),
+        (key, [good], None, 400, "event object"),
+        (key, {"batch": [good] * 1001}, None, 413, "1000"),
+        (key, {**good, "properties": {"blob": "x" * (1 << 20)}}, None, 413, "limit"),
+    ]
+    for secret, body, raw, want, words in cases:
+        status, answer = await track(client, secret, body, raw)
+        assert (status, words in answer["error"]) == (want, True), (want, answer)
+    assert await stored(container) == (0, 0)
+
+
+async def test_the_same_event_id_is_stored_once(client: Client, container: Container) -> None:
+    await define(container, "order_paid")
+    key = await write_key(client)
+    event = {"event": "order_paid", "user_id": "u", "event_id": str(uuid.uuid4()),
+             "properties": {"amount": 1}}
+    bad = {"event": "order_paid", "user_id": "u", "event_id": str(uuid.uuid4())}
+    for _ in range(3):
+        status, _ = await track(client, key, {"batch": [event, event, bad]})
+        assert status == 202
+    assert await stored(container) == (1, 1)
+
+
+async def test_identify_merges_events_sent_before_and_after(
+        client: Client, container: Container) -> None:
+    await define(container, "page_view", [])
+    key = await write_key(client)
+    batch = [{"event": "page_view", "anonymous_id": "dev-1", "timestamp": DAY + i}
+             for i in range(3)]
+    batch.append({"event": "identify", "anonymous_id": "dev-1", "user_id": "alice",
+                  "timestamp": DAY + 100})
+    batch.append({"event": "page_view", "user_id": "alice", "timestamp": DAY + 200})
+    assert (await track(client, key, {"batch": batch}))[0] == 202
+    resp = await client.post("/graphql", json={"query": """{ userTimeline(user: "alice")
+        { event anonymousId userId } }"""}, headers={"Authorization": f"Bearer {ADMIN_TOKEN}"})
+    timeline = (await resp.json())["data"]["userTimeline"]
+    assert [e["event"] for e in timeline] == ["page_view", "identify"] + ["page_view"] * 3
+    start = datetime.fromtimestamp(DAY / 1000, UTC)
+    trend = await client.post("/graphql", json={"query": """query($f: DateTime!, $t: DateTime!)
+        { eventTrend(input: { events: ["page_view"], businessLine: "shop", metric: UV,
+        from: $f, to: $t, granularity: DAY}) { series { points { value } } } }""",
+        "variables": {"f": start.isoformat(), "t": (start + timedelta(days=1)).isoformat()}},
+        headers={"Authorization": f"Bearer {ADMIN_TOKEN}"})
+    series = (await trend.json())["data"]["eventTrend"]["series"]
+    assert [p["value"] for p in series[0]["points"]] == [1]
+
+
+async def test_revoked_key_and_unavailable_bus(client: Client, container: Container) -> None:
+    await define(container, "order_paid")
+    key = await write_key(client)
+    keys = await client.post("/graphql", json={"query": "{ writeKeys { id label } }"},
+                             headers={"Authorization": f"Bearer {ADMIN_TOKEN}"})
+    ident = (await keys.json())["data"]["writeKeys"][0]["id"]
+    revoked = await client.post("/graphql", json={
+        "query": "mutation($i: ID!) { revokeWriteKey(id: $i) }", "variables": {"i": ident}},
+        headers={"Authorization": f"Bearer {ADMIN_TOKEN}"})
+    assert (await revoked.json())["data"]["revokeWriteKey"] is True
+    good = {"event": "order_paid", "user_id": "u", "properties": {"amount": 1}}
+    assert (await track(client, key, good))[0] == 401
+
+    key = await write_key(client)
+    await container.bus.stop_consuming()  # nobody can take the events: nothing is accepted
+    status, answer = await track(client, key, good)
+    assert status == 503 and "consumer" in answer["error"]
+    assert await stored(container) == (0, 0)
