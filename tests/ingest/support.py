@@ -43,7 +43,8 @@ async def define(container: Container, name: str, specs: list[PropertySpec] | No
     until the registry holds it."""
     app = container.governance
     assert app is not None and container.projections is not None and container.ingest
-    await asyncio.to_thread(_online, app, line, name, ORDER_PAID if specs is None else specs, stop_at)
+    specs = ORDER_PAID if specs is None else specs
+    await asyncio.to_thread(_online, app, line, name, specs, stop_at)
     await container.projections.wait_for(app.recorder.max_notification_id() or 0)
     await container.ingest.registry.refresh()
 
