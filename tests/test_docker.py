@@ -41,7 +41,9 @@ def test_cairn_processes_are_wired_by_the_contract_variables() -> None:
         assert "@rabbitmq:5672/" in env["CAIRN_AMQP_URL"]
         assert set(svc["depends_on"]) >= {"postgres", "rabbitmq", "clickhouse"}
         assert svc["command"][0] in {"serve", "consume", "monitor"}
+    assert services["consumer"]["command"] == ["consume"]
     serve = services["cairn"]
+    assert serve["environment"]["CAIRN_EMBEDDED_CONSUMER"] == "false"
     assert serve["ports"] == ["8080:8080"]
     assert serve["environment"]["CAIRN_HTTP_PORT"] == "8080"
 
