@@ -10,7 +10,7 @@ import sys
 
 from aiohttp import web
 
-from cairn.bootstrap import build, configure_executor
+from cairn.bootstrap import build, configure_executor, start_monitor
 from cairn.errors import CairnError, SettingsError
 from cairn.logs import configure_logging
 from cairn.settings import Settings, load_settings
@@ -23,6 +23,8 @@ async def serve(settings: Settings) -> None:
 
     configure_executor()
     container = await build(settings)
+    if settings.embedded_monitor:
+        await start_monitor(container)
     app = create_app(container)
     runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=15)
     await runner.setup()
@@ -58,6 +60,32 @@ async def consume(settings: Settings) -> None:
     await container.close()
 
 
+async def monitor(settings: Settings, once: bool) -> None:
+    """The health monitor alone: every CAIRN_MONITOR_INTERVAL seconds, or one run."""
+    import json
+
+    configure_executor()
+    container = await build(settings, start_bus=False, run_projections=False, consume=False)
+    try:
+        if once:
+            found = await start_monitor(container, loop=False)
+            report = await found.run_once()
+            print(json.dumps({"checked": report.checked, "recorded": report.recorded,
+                              "byStatus": report.by_status,
+                              "unknownEvents": report.unknown_events,
+                              "seconds": report.seconds}, indent=2))
+            return
+        await start_monitor(container)
+        log.info("monitoring", extra={"interval": settings.monitor_interval})
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await stop.wait()
+    finally:
+        await container.close()
+
+
 async def rebuild_projections(settings: Settings) -> None:
     """Rebuild every read model from the event store; a running service keeps serving."""
     import time
@@ -81,6 +109,9 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("serve", help="run the HTTP service (GraphQL, ingestion, health)")
     sub.add_parser("consume", help="run the RabbitMQ → ClickHouse consumer")
+    monitor_cmd = sub.add_parser("monitor", help="run the health monitor (also embedded in "
+                                 "serve unless CAIRN_EMBEDDED_MONITOR=false)")
+    monitor_cmd.add_argument("--once", action="store_true", help="one check run, then exit")
     projections = sub.add_parser("projections", help="read-model maintenance")
     projections_sub = projections.add_subparsers(dest="action", required=True)
     projections_sub.add_parser("rebuild", help="drop and rebuild every read model from the "
@@ -97,6 +128,8 @@ def main(argv: list[str] | None = None) -> int:
             asyncio.run(serve(settings))
         elif args.command == "consume":
             asyncio.run(consume(settings))
+        elif args.command == "monitor":
+            asyncio.run(monitor(settings, args.once))
         elif args.command == "projections" and args.action == "rebuild":
             asyncio.run(rebuild_projections(settings))
     except CairnError as exc:

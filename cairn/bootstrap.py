@@ -22,6 +22,10 @@ from cairn.ingest.keys import WriteKeys
 from cairn.ingest.memory_bus import MemoryBus
 from cairn.ingest.registry import Registry
 from cairn.ingest.sink import ClickHouseSink
+from cairn.notifications import tables as notification_tables
+from cairn.notifications.digest import Digests
+from cairn.notifications.mail import LogMailer, Mailer, SmtpMailer
+from cairn.notifications.monitor import Monitor
 from cairn.olap.port import ClickHouse
 from cairn.olap.queries.cache import QueryCache
 from cairn.olap.schema import migrate
@@ -65,6 +69,7 @@ class Container:
     projections: ProjectionRunner | None = None
     feed: ChangeFeed | None = None
     ingest: Ingest | None = None
+    monitor: Monitor | None = None
     closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
     # Analytics answers for a short TTL; the ingestion sink calls query_cache.invalidate().
     query_cache: QueryCache = field(default_factory=QueryCache)
@@ -157,6 +162,7 @@ async def start_governance(container: Container, *, run_projections: bool = True
     container.governance = app
     container.closers.append(lambda: asyncio.to_thread(app.close))
     await apply_schema(container.pool, projection_tables.DDL)
+    await apply_schema(container.pool, notification_tables.DDL)
     if run_projections:
         runner = ProjectionRunner(app, container.pool)
         await runner.start()
@@ -198,6 +204,30 @@ async def start_ingest(container: Container, *, consume: bool) -> None:
             await sink.stop()
 
         container.closers.append(stop_sink)
+
+
+def make_mailer(settings: Settings) -> Mailer:
+    if settings.smtp_url:
+        return SmtpMailer(settings.smtp_url, settings.mail_from)
+    return LogMailer(settings.mail_from)
+
+
+async def start_monitor(container: Container, *, loop: bool = True,
+                        mailer: Mailer | None = None) -> Monitor:
+    """The health monitor (every ``monitor_interval`` seconds when ``loop``) and its digests."""
+    settings = container.settings
+    assert container.governance is not None
+    console = settings.console_url or f"http://{settings.http_host}:{settings.http_port}"
+    digests = Digests(container.pool, mailer or make_mailer(settings), console)
+    monitor = Monitor(container.governance, container.pool, container.olap, digests,
+                      interval=settings.monitor_interval)
+    container.monitor = monitor
+    if loop:
+        await monitor.start()
+        container.closers.append(monitor.stop)
+    else:
+        await monitor.prepare()
+    return monitor
 
 
 async def ensure_admin_token(container: Container) -> None:

@@ -33,6 +33,11 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     # Consumers run inside `serve` too unless turned off (then `cairn consume` runs them).
     embedded_consumer: bool = True
+    # The health monitor runs inside `serve` too unless turned off (then `cairn monitor`).
+    embedded_monitor: bool = True
+    mail_from: str = "cairn@localhost"
+    # Base of the links in alert mails; default http://<http_host>:<http_port>.
+    console_url: str | None = None
 
     @field_validator("database_url", "clickhouse_url", "amqp_url", "smtp_url")
     @classmethod

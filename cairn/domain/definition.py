@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 from uuid import NAMESPACE_URL, UUID, uuid5
@@ -16,6 +17,8 @@ from eventsourcing.domain import Aggregate
 
 from cairn.domain import chain
 from cairn.domain.errors import DomainValidationError, TransitionError
+from cairn.domain.health import CHECKED_STAGES, STATUSES
+from cairn.domain.levels import BAD_STATUSES, LevelFacts, explain_level
 from cairn.domain.properties import (
     FIRST_VERSION,
     Change,
@@ -47,6 +50,15 @@ def check_owner(owner: str) -> None:
 
 
 class EventDefinition(Aggregate):
+    # Monitoring state, as class defaults so that aggregates restored from snapshots taken
+    # before these attributes existed still read them.
+    health_since: datetime | None = None
+    persistent: bool = False
+    heavy_traffic: bool = False
+    core: bool = False
+    online_since: datetime | None = None
+    health_report: dict[str, Any] | None = None
+
     class Event(Aggregate.Event):
         actor: str
         note: str | None
@@ -107,6 +119,16 @@ class EventDefinition(Aggregate):
 
     def _draft(self) -> dict[str, Any] | None:
         return self.version_record(self.draft_version)
+
+    def level_facts(self, **changes: Any) -> LevelFacts:
+        facts = LevelFacts(stage=self.stage, override=self.level_override, health=self.health,
+                           core=self.core, persistent=self.persistent,
+                           heavy_traffic=self.heavy_traffic)
+        return replace(facts, **changes) if changes else facts
+
+    @property
+    def level(self) -> str:
+        return explain_level(self.level_facts())[0]
 
     # ------------------------------------------------------------------ commands
 
@@ -251,6 +273,8 @@ class EventDefinition(Aggregate):
             if old is not None:
                 old["stage"] = "DEPRECATED"  # superseded by the new live version
             aggregate.version_record(self.version)["stage"] = "ONLINE"
+            if aggregate.live_version is None:
+                aggregate.online_since = self.timestamp
             aggregate.live_version = self.version
             aggregate.draft_version = None
 
@@ -303,3 +327,81 @@ class EventDefinition(Aggregate):
         def apply(self, aggregate: Any) -> None:
             super().apply(aggregate)
             aggregate.owner = self.owner
+
+    # ------------------------------------------------------------------ monitoring
+
+    def set_core(self, *, core: bool, actor: str, note: str | None) -> None:
+        if core == self.core:
+            raise DomainValidationError(f"the core flag is already {'on' if core else 'off'}")
+        level = explain_level(self.level_facts(core=core))[0]
+        self._record(self.CoreFlagSet, core=core, level=level, previous_level=self.level,
+                     actor=actor, note=note)
+
+    class CoreFlagSet(Event):
+        core: bool
+        level: str
+        previous_level: str
+
+        def apply(self, aggregate: Any) -> None:
+            super().apply(aggregate)
+            aggregate.core = self.core
+
+    def record_check(self, *, status: str, reasons: Sequence[str], report: dict[str, Any],
+                     persistent: bool, heavy_traffic: bool, actor: str) -> bool:
+        """Record what a health check found, only if it changes the status or the level.
+
+        ``persistent`` and ``heavy_traffic`` are the monitor's judgement of the measurements
+        (cairn.domain.levels); a status change starts a new spell, so it is never persistent.
+        Returns whether anything was recorded.
+        """
+        if status not in STATUSES or status == "UNKNOWN":
+            raise DomainValidationError(f"{status!r} is not a health status a check can find")
+        if self.stage not in CHECKED_STAGES:
+            raise TransitionError(f"only ONLINE or DEPRECATED definitions are checked; "
+                                  f"this one is {self.stage}")
+        previous_level = self.level
+        if status != self.health:
+            level = explain_level(self.level_facts(health=status, persistent=False,
+                                                   heavy_traffic=heavy_traffic))[0]
+            self._record(self.HealthChanged, status=status, previous=self.health,
+                         reasons=list(reasons), report=report, heavy_traffic=heavy_traffic,
+                         level=level, previous_level=previous_level, actor=actor,
+                         note="; ".join(reasons) or None)
+            return True
+        persistent = persistent and status in BAD_STATUSES
+        level, why = explain_level(self.level_facts(persistent=persistent,
+                                                    heavy_traffic=heavy_traffic))
+        if level == previous_level:
+            return False
+        self._record(self.LevelDerived, level=level, previous=previous_level, reason=why,
+                     persistent=persistent, heavy_traffic=heavy_traffic, actor=actor, note=why)
+        return True
+
+    class HealthChanged(Event):
+        status: str
+        previous: str
+        reasons: list[str]
+        report: dict[str, Any]
+        heavy_traffic: bool
+        level: str
+        previous_level: str
+
+        def apply(self, aggregate: Any) -> None:
+            super().apply(aggregate)
+            aggregate.health = self.status
+            aggregate.health_since = self.timestamp
+            aggregate.health_report = self.report
+            aggregate.persistent = False
+            aggregate.heavy_traffic = self.heavy_traffic
+
+    class LevelDerived(Event):
+        level: str
+        previous: str
+        reason: str
+        persistent: bool
+        heavy_traffic: bool
+
+        def apply(self, aggregate: Any) -> None:
+            super().apply(aggregate)
+            aggregate.persistent = self.persistent
+            aggregate.heavy_traffic = self.heavy_traffic

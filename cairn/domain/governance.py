@@ -13,7 +13,7 @@ from eventsourcing.persistence import IntegrityError
 
 from cairn.domain import chain
 from cairn.domain.definition import EventDefinition, definition_id
-from cairn.domain.errors import RevisionConflict, UnknownDefinition
+from cairn.domain.errors import RevisionConflict, TransitionError, UnknownDefinition
 from cairn.domain.global_properties import GlobalProperties, global_properties_id
 from cairn.domain.properties import PropertySpec
 
@@ -33,6 +33,18 @@ class ChangeRecord:
 
 
 @dataclass(frozen=True)
+class CheckResult:
+    """One definition's health check, as the monitor hands it to ``record_checks``."""
+
+    definition_id: UUID
+    status: str
+    reasons: tuple[str, ...]
+    report: dict[str, Any]
+    persistent: bool = False
+    heavy_traffic: bool = False
+
+
+@dataclass(frozen=True)
 class Integrity:
     ok: bool
     checked_revisions: int
@@ -48,6 +60,20 @@ def change_record(event: Any) -> ChangeRecord:
         type=type(event).__name__, at=event.timestamp, actor=fields.get("actor", ""),
         note=fields.get("note"), payload=payload,
     )
+
+
+class _Unchanged(Exception):
+    """The check found nothing to record for this definition."""
+
+
+def _check_command(check: CheckResult, actor: str) -> Callable[[EventDefinition], None]:
+    def command(aggregate: EventDefinition) -> None:
+        if not aggregate.record_check(status=check.status, reasons=check.reasons,
+                                      report=check.report, persistent=check.persistent,
+                                      heavy_traffic=check.heavy_traffic, actor=actor):
+            raise _Unchanged
+
+    return command
 
 
 class Governance(Application[UUID]):
@@ -91,6 +117,43 @@ class Governance(Application[UUID]):
                       expected_revision: int | None = None) -> EventDefinition:
         return self.change(ident, expected_revision,
                            lambda d: d.design_schema(properties, actor=actor, note=note))
+
+    def record_checks(self, checks: Sequence[CheckResult], *, actor: str = "monitor",
+                      chunk: int = 200) -> list[UUID]:
+        """Record a check run's findings; returns the definitions that recorded a change.
+
+        Aggregates are saved a chunk at a time (one transaction each). If a user's command
+        wins a race for one of them, that chunk is retried one aggregate at a time, each
+        reloaded; a definition that left ONLINE/DEPRECATED meanwhile is skipped.
+        """
+        changed: list[UUID] = []
+        for start in range(0, len(checks), chunk):
+            part = checks[start:start + chunk]
+            loaded = [self._checked(c, actor) for c in part]
+            dirty = [a for a in loaded if a is not None]
+            try:
+                self.save(*dirty)
+            except IntegrityError:
+                dirty = []
+                for check in part:
+                    try:
+                        dirty.append(self.change(check.definition_id, None,
+                                                 _check_command(check, actor)))
+                    except (RevisionConflict, TransitionError, _Unchanged):
+                        continue
+            changed.extend(a.id for a in dirty)
+        return changed
+
+    def _checked(self, check: CheckResult, actor: str) -> EventDefinition | None:
+        try:
+            aggregate = self.definition(check.definition_id)
+        except UnknownDefinition:
+            return None
+        try:
+            _check_command(check, actor)(aggregate)
+        except (TransitionError, _Unchanged):
+            return None
+        return aggregate
 
     def define_global_properties(self, business_line: str, properties: Sequence[PropertySpec],
                                  *, actor: str, note: str | None = None) -> GlobalProperties:

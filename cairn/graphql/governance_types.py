@@ -16,7 +16,7 @@ from strawberry.scalars import JSON
 from cairn.domain.definition import EventDefinition as DefinitionAggregate
 from cairn.domain.governance import ChangeRecord
 from cairn.graphql.context import Info
-from cairn.graphql.loaders import changes_loader, versions_loader
+from cairn.graphql.loaders import changes_loader, health_loader, versions_loader
 from cairn.projections.fold import level_of
 
 
@@ -125,7 +125,8 @@ class DefinitionChange:
                    payload=json.loads(raw) if isinstance(raw, str) else raw)
 
 
-@strawberry.type
+@strawberry.type(description="volume: events in the last check window; baseline: expected "
+                 "volume for that window; invalidRate: quarantined / all, same window.")
 class HealthReport:
     status: HealthStatus
     checked_at: datetime | None
@@ -133,6 +134,25 @@ class HealthReport:
     baseline: float | None
     invalid_rate: float
     reasons: list[str]
+    quarantined: int = strawberry.field(description="Extension: quarantined events in the window.")
+    last_seen: datetime | None = strawberry.field(
+        description="Extension: the newest event seen (valid or not), if within the lookback.")
+    latency_p95_ms: float | None = strawberry.field(
+        description="Extension: client-to-server latency (receivedAt - timestamp), p95.")
+
+    @classmethod
+    def from_report(cls, report: dict[str, Any], status: str | None = None) -> HealthReport:
+        def when(key: str) -> datetime | None:
+            value = report.get(key)
+            return datetime.fromisoformat(value) if value else None
+
+        return cls(status=HealthStatus(status or report.get("status", "UNKNOWN")),
+                   checked_at=when("checkedAt"), volume=int(report.get("volume") or 0),
+                   baseline=report.get("baseline"),
+                   invalid_rate=float(report.get("invalidRate") or 0.0),
+                   reasons=list(report.get("reasons") or []),
+                   quarantined=int(report.get("quarantined") or 0), last_seen=when("lastSeen"),
+                   latency_p95_ms=report.get("latencyP95Ms"))
 
 
 @dataclass
@@ -193,9 +213,19 @@ class EventDefinition:
         rows = await changes_loader(info.context).load(UUID(self.id))
         return [DefinitionChange.from_record(dict(r)) for r in rows]
 
-    @strawberry.field(description="The latest health check; null until one has run.")
+    @strawberry.field(description="The latest health check; null until one has run. For "
+                      "definitionAsOf: the report recorded with the last status change.")
     async def health_report(self, info: Info) -> HealthReport | None:
-        return None
+        aggregate = self.source.aggregate
+        if aggregate is not None and self.source.replayed:
+            recorded = aggregate.health_report
+            return HealthReport.from_report(recorded, aggregate.health) if recorded else None
+        rows = await health_loader(info.context).load(UUID(self.id))
+        if not rows:
+            return None
+        raw = rows[0]["report"]
+        return HealthReport.from_report(json.loads(raw) if isinstance(raw, str) else raw,
+                                        rows[0]["status"])
 
     @classmethod
     def from_row(cls, row: Any) -> EventDefinition:

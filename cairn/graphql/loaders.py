@@ -38,3 +38,10 @@ def changes_loader(context: Context) -> DataLoader[UUID, list[Any]]:
     return _grouped_loader(context, "changes", """
         SELECT definition_id, revision, type, at, actor, note, payload
         FROM rm_changes WHERE definition_id = ANY($1) ORDER BY definition_id, revision""")
+
+
+def health_loader(context: Context) -> DataLoader[UUID, list[Any]]:
+    return _grouped_loader(context, "health", """
+        SELECT definition_id, status, checked_at, volume, baseline, invalid_rate, reasons,
+               report
+        FROM rm_health WHERE definition_id = ANY($1)""")

@@ -12,11 +12,14 @@ from cairn.graphql.admin import AdminMutation, AdminQuery
 from cairn.graphql.analytics import AnalyticsQuery
 from cairn.graphql.errors import ErrorCodes
 from cairn.graphql.governance import GovernanceMutation, GovernanceQuery, GovernanceSubscription
+from cairn.graphql.health import HealthMutation, HealthQuery, HealthSubscription
 from cairn.graphql.ingest import IngestMutation, IngestQuery
 
-Query = merge_types("Query", (GovernanceQuery, AdminQuery, AnalyticsQuery, IngestQuery))
-Mutation = merge_types("Mutation", (GovernanceMutation, AdminMutation, IngestMutation))
-Subscription = merge_types("Subscription", (GovernanceSubscription,))
+Query = merge_types("Query", (GovernanceQuery, AdminQuery, AnalyticsQuery, IngestQuery,
+                              HealthQuery))
+Mutation = merge_types("Mutation", (GovernanceMutation, AdminMutation, IngestMutation,
+                                    HealthMutation))
+Subscription = merge_types("Subscription", (GovernanceSubscription, HealthSubscription))
 
 
 class CairnSchema(strawberry.Schema):

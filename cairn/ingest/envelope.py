@@ -7,6 +7,7 @@ the registry, and every event becomes a row of ``events`` or of ``quarantine``.
 
 from __future__ import annotations
 
+import os
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -109,6 +110,27 @@ def parse_one(item: Any) -> EventIn:
     return event
 
 
+def parse_each(items: Sequence[Any]) -> list[EventIn | ValidationFailed]:
+    """Each bus event parsed on its own merits: an event, or the problem that stops it."""
+    try:
+        events: list[EventIn | ValidationFailed] = list(_MANY.validate_python(items))
+    except PydanticError:
+        events = []
+        for item in items:
+            try:
+                events.append(_ONE.validate_python(item))
+            except PydanticError as exc:
+                first = exc.errors()[0]
+                events.append(ValidationFailed(f"{_where(first['loc'], False)}: {first['msg']}"))
+    for i, event in enumerate(events):
+        if not isinstance(event, ValidationFailed):
+            try:
+                check_event(event, "")
+            except ValidationFailed as exc:
+                events[i] = exc
+    return events
+
+
 @dataclass
 class Prepared:
     """One request's (or message's) rows, ready for the sink."""
@@ -129,7 +151,13 @@ Lookup = Callable[[str, str], LiveSchema | None]
 
 
 def _text(value: Any) -> str:
-    return value if isinstance(value, str) else orjson.dumps(value).decode()
+    return value if type(value) is str else orjson.dumps(value).decode()
+
+
+def _random_id() -> str:
+    """A random (version 4) UUID as text, without uuid.UUID's per-call overhead."""
+    h = os.urandom(16).hex()
+    return f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{'89ab'[int(h[16], 16) & 3]}{h[17:20]}-{h[20:]}"
 
 
 def prepare(events: Sequence[EventIn], raws: Sequence[Any], business_line: str,
@@ -150,7 +178,7 @@ def prepare(events: Sequence[EventIn], raws: Sequence[Any], business_line: str,
         elif id_seed is not None:
             event_id = str(uuid.uuid5(ID_NAMESPACE, f"{id_seed}:{index}"))
         else:
-            event_id = str(uuid.uuid4())
+            event_id = _random_id()
         if given_id is not None:
             out.client_ids.append(event_id)
         props = event.get("properties") or {}

@@ -7,7 +7,7 @@
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
@@ -33,12 +33,52 @@ def key_hash(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
 
 
+@dataclass
+class Encoded:
+    """Rows serialized once (JSONEachRow lines), with their ids alongside for de-duplication."""
+
+    event_ids: list[str] = field(default_factory=list)
+    event_lines: list[bytes] = field(default_factory=list)
+    quarantine_ids: list[str] = field(default_factory=list)
+    quarantine_lines: list[bytes] = field(default_factory=list)
+    identities: list[dict[str, Any]] = field(default_factory=list)
+    client_ids: list[str] = field(default_factory=list)
+    spans: dict[str, list[float]] = field(default_factory=dict)  # line → [min ts, max ts]
+
+    @property
+    def size(self) -> int:
+        return len(self.event_ids) + len(self.quarantine_ids)
+
+
+def encode_prepared(prepared: Prepared) -> Encoded:
+    out = Encoded(client_ids=prepared.client_ids, identities=prepared.identities)
+    dumps = orjson.dumps
+    for row in prepared.events:
+        out.event_ids.append(row["event_id"])
+        out.event_lines.append(dumps(row))
+        ts = row["timestamp"]
+        span = out.spans.get(row["business_line"])
+        if span is None:
+            out.spans[row["business_line"]] = [ts, ts]
+        elif ts < span[0]:
+            span[0] = ts
+        elif ts > span[1]:
+            span[1] = ts
+    for row in prepared.quarantine:
+        out.quarantine_ids.append(row["event_id"])
+        out.quarantine_lines.append(dumps(row))
+    return out
+
+
 def encode_rows(business_line: str, prepared: Prepared) -> bytes:
-    return orjson.dumps({
+    """A header line, then one JSON line per stored row (events first, then quarantine)."""
+    rows = encode_prepared(prepared)
+    header = orjson.dumps({
         "v": VERSION, "kind": "rows", "business_line": business_line,
-        "events": prepared.events, "quarantine": prepared.quarantine,
-        "identities": prepared.identities, "client_ids": prepared.client_ids,
+        "event_ids": rows.event_ids, "quarantine_ids": rows.quarantine_ids,
+        "identities": rows.identities, "client_ids": rows.client_ids, "spans": rows.spans,
     })
+    return b"\n".join([header, *rows.event_lines, *rows.quarantine_lines])
 
 
 def encode_raw(batch: RawBatch) -> bytes:
@@ -48,14 +88,21 @@ def encode_raw(batch: RawBatch) -> bytes:
     })
 
 
-def decode(body: bytes) -> Prepared | RawBatch:
+def decode(body: bytes) -> Encoded | RawBatch:
     try:
-        doc = orjson.loads(body)
+        head, _, rest = body.partition(b"\n")
+        doc = orjson.loads(head)
         if not isinstance(doc, dict) or doc.get("v") != VERSION:
             raise BadMessage(f"not a version-{VERSION} Cairn message")
         if doc["kind"] == "rows":
-            return Prepared(list(doc["events"]), list(doc["quarantine"]),
-                            list(doc["identities"]), list(doc["client_ids"]))
+            event_ids, quarantine_ids = list(doc["event_ids"]), list(doc["quarantine_ids"])
+            lines = rest.split(b"\n") if rest else []
+            if len(lines) != len(event_ids) + len(quarantine_ids):
+                raise BadMessage("rows message: line count does not match its ids")
+            n = len(event_ids)
+            return Encoded(event_ids, lines[:n], quarantine_ids, lines[n:],
+                           list(doc["identities"]), list(doc["client_ids"]),
+                           dict(doc["spans"]))
         if doc["kind"] == "raw":
             events = doc["events"]
             if not isinstance(events, list):

@@ -20,14 +20,15 @@ import logging
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import orjson
 
 from cairn.errors import CairnError, ValidationFailed
 from cairn.ingest.bus import Delivery
-from cairn.ingest.envelope import ID_NAMESPACE, Prepared, parse_one, prepare
+from cairn.ingest.envelope import ID_NAMESPACE, EventIn, Prepared, parse_each, prepare
 from cairn.ingest.keys import WriteKeys
-from cairn.ingest.messages import BadMessage, RawBatch, decode
+from cairn.ingest.messages import BadMessage, Encoded, RawBatch, decode, encode_prepared
 from cairn.ingest.registry import Registry
 from cairn.olap.port import ClickHouse, OlapError
 from cairn.olap.queries.cache import QueryCache
@@ -40,7 +41,7 @@ _LOOKUP_CHUNK = 20_000
 @dataclass
 class _Item:
     delivery: Delivery
-    message: Prepared | RawBatch
+    message: Encoded | RawBatch
     size: int
 
 
@@ -73,8 +74,7 @@ class ClickHouseSink:
         except BadMessage as exc:
             await delivery.dead_letter(str(exc))
             return
-        size = len(message.events) + (len(message.quarantine)
-                                      if isinstance(message, Prepared) else 0)
+        size = message.size if isinstance(message, Encoded) else len(message.events)
         self._buffer.append(_Item(delivery, message, size))
         self._count += size
         self._has_data.set()
@@ -107,7 +107,7 @@ class ClickHouseSink:
                         await item.delivery.retry("sink flush failed")
 
     async def flush(self, items: Sequence[_Item]) -> None:
-        ready: list[tuple[Delivery, Prepared, bool]] = []
+        ready: list[tuple[Delivery, Encoded, bool]] = []
         for item in items:
             try:
                 prepared = await self._prepared(item.message, item.delivery.message_id)
@@ -133,7 +133,7 @@ class ClickHouseSink:
         for delivery, _, _ in ready:
             await delivery.ack()
 
-    async def flush_one(self, delivery: Delivery, prepared: Prepared, again: bool) -> None:
+    async def flush_one(self, delivery: Delivery, prepared: Encoded, again: bool) -> None:
         try:
             merged = await self._exactly_once([(prepared, again)])
             await self._insert(merged, hashlib.sha256(delivery.message_id.encode()).hexdigest())
@@ -142,8 +142,8 @@ class ClickHouseSink:
             return
         await delivery.ack()
 
-    async def _prepared(self, message: Prepared | RawBatch, message_id: str) -> Prepared:
-        if isinstance(message, Prepared):
+    async def _prepared(self, message: Encoded | RawBatch, message_id: str) -> Encoded:
+        if isinstance(message, Encoded):
             return message
         try:
             principal = await self._keys.by_hash(bytes.fromhex(message.key_hash))
@@ -152,15 +152,16 @@ class ClickHouseSink:
         if principal.business_line != message.business_line:
             raise BadMessage(f"write key is not for business line {message.business_line!r}")
         out = Prepared()
-        good, raws = [], []
-        for index, raw in enumerate(message.events):
-            try:
-                event = parse_one(raw)
+        good: list[EventIn] = []
+        raws: list[Any] = []
+        parsed = parse_each(message.events)
+        for index, (raw, event) in enumerate(zip(message.events, parsed, strict=True)):
+            if not isinstance(event, ValidationFailed):
                 line = event.get("business_line")
                 if line not in (None, message.business_line):
-                    raise ValidationFailed(f"business_line {line!r} is not the key's")
-            except ValidationFailed as exc:
-                out.quarantine.append(_bad_envelope(message, raw, str(exc),
+                    event = ValidationFailed(f"business_line {line!r} is not the key's")
+            if isinstance(event, ValidationFailed):
+                out.quarantine.append(_bad_envelope(message, raw, str(event),
                                                     f"{message_id}:bad:{index}"))
                 continue
             good.append(event)
@@ -168,28 +169,33 @@ class ClickHouseSink:
         for name in {e["event"] for e in good}:
             await self._registry.ensure(message.business_line, name)
         # Ids the publisher left out derive from the message id: a redelivery repeats them.
-        return prepare(good, raws, message.business_line, message.received_ms,
-                       self._registry.get, into=out, id_seed=message_id)
+        return encode_prepared(prepare(good, raws, message.business_line, message.received_ms,
+                                       self._registry.get, into=out, id_seed=message_id))
 
-    async def _exactly_once(self, parts: Sequence[tuple[Prepared, bool]]) -> Prepared:
+    async def _exactly_once(self, parts: Sequence[tuple[Encoded, bool]]) -> Encoded:
         suspect: set[str] = set()
-        for prepared, again in parts:
+        for part, again in parts:
             if again:
-                suspect.update(r["event_id"] for r in prepared.events)
-                suspect.update(r["event_id"] for r in prepared.quarantine)
+                suspect.update(part.event_ids)
+                suspect.update(part.quarantine_ids)
             else:
-                suspect.update(prepared.client_ids)
-        stored = await self._stored_ids(suspect) if suspect else set()
-        merged = Prepared()
-        seen = stored
-        for prepared, _ in parts:
-            for table, rows in (("events", prepared.events), ("quarantine", prepared.quarantine)):
-                target = merged.events if table == "events" else merged.quarantine
-                for row in rows:
-                    if row["event_id"] not in seen:
-                        seen.add(row["event_id"])
-                        target.append(row)
-            merged.identities += prepared.identities
+                suspect.update(part.client_ids)
+        seen = await self._stored_ids(suspect) if suspect else set()
+        merged = Encoded()
+        for part, _ in parts:
+            for ids, lines, to_ids, to_lines in (
+                    (part.event_ids, part.event_lines, merged.event_ids, merged.event_lines),
+                    (part.quarantine_ids, part.quarantine_lines, merged.quarantine_ids,
+                     merged.quarantine_lines)):
+                for ident, line in zip(ids, lines, strict=True):
+                    if ident not in seen:
+                        seen.add(ident)
+                        to_ids.append(ident)
+                        to_lines.append(line)
+            merged.identities += part.identities
+            for business_line, (low, high) in part.spans.items():
+                span = merged.spans.setdefault(business_line, [low, high])
+                span[0], span[1] = min(span[0], low), max(span[1], high)
         return merged
 
     async def _stored_ids(self, ids: set[str]) -> set[str]:
@@ -203,34 +209,29 @@ class ClickHouseSink:
             found.update(r["id"] for r in rows)
         return found
 
-    async def _insert(self, rows: Prepared, token: str) -> None:
+    async def _insert(self, rows: Encoded, token: str) -> None:
         for attempt in range(1, self._attempts + 1):
             try:
-                for table, batch in (("events", rows.events), ("quarantine", rows.quarantine),
-                                     ("identities", rows.identities)):
-                    if batch:
-                        await self._olap.insert(table, batch, settings={
-                            "insert_deduplication_token": f"{token}-{table}"})
+                for table, lines in (("events", rows.event_lines),
+                                     ("quarantine", rows.quarantine_lines)):
+                    if lines:
+                        await self._olap.insert_json_lines(
+                            table, b"\n".join(lines),
+                            settings={"insert_deduplication_token": f"{token}-{table}"})
+                if rows.identities:
+                    await self._olap.insert("identities", rows.identities, settings={
+                        "insert_deduplication_token": f"{token}-identities"})
                 break
             except (OlapError, OSError) as exc:
                 if attempt == self._attempts:
                     raise
                 log.warning("insert failed (attempt %d): %s", attempt, exc)
                 await asyncio.sleep(0.2 * attempt)
-        self.stored += len(rows.events) + len(rows.quarantine)
-        self._invalidate(rows)
-
-    def _invalidate(self, rows: Prepared) -> None:
-        if self._cache is None or not rows.events:
-            return
-        spans: dict[str, tuple[float, float]] = {}
-        for row in rows.events:
-            low, high = spans.get(row["business_line"], (row["timestamp"], row["timestamp"]))
-            spans[row["business_line"]] = (min(low, row["timestamp"]),
-                                           max(high, row["timestamp"]))
-        for line, (low, high) in spans.items():
-            self._cache.invalidate(line, from_ms(int(low * 1000)),
-                                   from_ms(int(high * 1000) + 1))
+        self.stored += rows.size
+        if self._cache is not None:
+            for line, (low, high) in rows.spans.items():
+                self._cache.invalidate(line, from_ms(int(low * 1000)),
+                                       from_ms(int(high * 1000) + 1))
 
     async def stop(self, drain_seconds: float = 30.0) -> None:
         """Flush what is buffered (stop consuming first), then end the flusher."""

@@ -2,7 +2,9 @@
 
 Pure code (no I/O), shared by the HTTP gateway and the bus consumer so both give one answer.
 Reasons and warnings are the contract's words (tracking-event.md): a reason quarantines the
-event, a warning (``unknown_property:<p>``, ``deprecated``) is stored with it.
+event, a warning (``unknown_property:<p>``, ``deprecated``) is stored with it. One reason is
+Cairn's own: ``level_a``, traffic of a definition at governance level A (set by hand or by
+monitoring) other than a deprecated one.
 """
 
 from __future__ import annotations
@@ -76,6 +78,10 @@ def validate(name: str, properties: Mapping[str, Any] | None,
         return Outcome(["not_online"], [], schema)
     reasons: list[str] = []
     warnings: list[str] = ["deprecated"] if schema.stage == "DEPRECATED" else []
+    if schema.level == "A" and schema.stage != "DEPRECATED":
+        # Level A (invalid) traffic is kept out of analyses; deprecated traffic stays in the
+        # main table with its warning, as the ingestion contract says.
+        reasons.append("level_a")
     props = properties or {}
     for prop in schema.required:
         if props.get(prop) is None:

@@ -25,9 +25,16 @@ from cairn.olap.port import (
 )
 
 
+class _Lines(bytes):
+    """JSONEachRow text already serialized: handed to the request body as it is."""
+
+
 class _OrjsonCodec:
     @staticmethod
-    def dumps(obj: Any) -> str:
+    def dumps(obj: Any) -> str | bytes:
+        # aiochclient serializes the rows as one JSON array and strips the brackets.
+        if isinstance(obj, tuple) and len(obj) == 1 and isinstance(obj[0], _Lines):
+            return b"[" + obj[0] + b"]"
         return orjson.dumps(obj, default=str).decode()
 
     @staticmethod
@@ -103,6 +110,16 @@ class HttpClickHouse(ClickHouse):
         await self._ensure_database()
         sql = f"INSERT INTO {table}{settings_clause(settings)} FORMAT JSONEachRow"
         await self._call(self._client(None).execute(sql, *rows))
+
+    async def insert_json_lines(
+        self, table: str, body: bytes, *, settings: Mapping[str, str | int] | None = None
+    ) -> None:
+        if not body:
+            return
+        check_identifier(table)
+        await self._ensure_database()
+        sql = f"INSERT INTO {table}{settings_clause(settings)} FORMAT JSONEachRow"
+        await self._call(self._client(None).execute(sql, _Lines(body)))
 
     async def ping(self) -> None:
         client = self._client(None, database="default")

@@ -115,10 +115,17 @@ class ChdbClickHouse(ClickHouse):
     ) -> None:
         if not rows:
             return
+        body = b"\n".join(orjson.dumps(r, default=str) for r in rows)
+        await self.insert_json_lines(table, body, settings=settings)
+
+    async def insert_json_lines(
+        self, table: str, body: bytes, *, settings: Mapping[str, str | int] | None = None
+    ) -> None:
+        if not body:
+            return
         check_identifier(table)
-        body = b"\n".join(orjson.dumps(r, default=str) for r in rows).decode()
-        sql = f"INSERT INTO {table}{settings_clause(settings)} FORMAT JSONEachRow\n{body}"
-        await self._run(sql, None, "CSV")
+        sql = f"INSERT INTO {table}{settings_clause(settings)} FORMAT JSONEachRow\n"
+        await self._run(sql + body.decode(), None, "CSV")
 
     async def ping(self) -> None:
         await self._run("SELECT 1", None, "CSV")

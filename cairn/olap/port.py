@@ -85,6 +85,12 @@ class ClickHouse(ABC):
         """Insert rows (JSONEachRow); returns once the engine has accepted them."""
 
     @abstractmethod
+    async def insert_json_lines(
+        self, table: str, body: bytes, *, settings: Mapping[str, str | int] | None = None
+    ) -> None:
+        """Insert rows already serialized as JSONEachRow, one object per line (hot path)."""
+
+    @abstractmethod
     async def ping(self) -> None:
         """Raise if the store does not answer."""
 

@@ -59,11 +59,23 @@ class ChangeFeed:
                 change["payload"] = json.loads(change["payload"])
                 self._last = max(self._last, int(row["position"]))
                 for queue in list(self._subscribers):
-                    queue.put_nowait(change)
+                    try:
+                        queue.put_nowait(change)
+                    except asyncio.QueueFull:  # a subscriber this far behind loses changes
+                        log.warning("subscriber queue full; change dropped",
+                                    extra={"position": change["position"]})
+        if len(rows) == 5000:  # a burst larger than one read: go on until caught up
+            await self._pull()
 
     async def subscribe(self, business_line: str | None = None
                         ) -> AsyncIterator[dict[str, Any]]:
         queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(maxsize=10_000)
+        if not self._subscribers:
+            # Nobody was listening, so nothing was read meanwhile: start from now, not from
+            # whatever was recorded since the last subscriber left.
+            async with self._lock:
+                self._last = max(self._last, int(await self._pool.fetchval(
+                    "SELECT coalesce(max(position), 0) FROM rm_changes") or 0))
         self._subscribers.add(queue)
         try:
             while True:

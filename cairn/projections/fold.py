@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 from uuid import UUID
 
@@ -18,7 +19,7 @@ import orjson
 from cairn.domain.definition import EventDefinition
 from cairn.domain.global_properties import GlobalProperties
 from cairn.domain.governance import Governance, change_record
-from cairn.domain.levels import LevelFacts, derive_level
+from cairn.domain.levels import derive_level
 
 
 def _json(value: Any) -> str:
@@ -34,11 +35,25 @@ class Batch:
     changes: list[tuple[Any, ...]] = field(default_factory=list)
     globals_: dict[str, GlobalProperties] = field(default_factory=dict)
     positions: list[int] = field(default_factory=list)
+    health: dict[UUID, tuple[Any, ...]] = field(default_factory=dict)
 
 
-def level_of(aggregate: EventDefinition, health: str | None = None) -> str:
-    return derive_level(LevelFacts(stage=aggregate.stage, override=aggregate.level_override,
-                                   health=health or aggregate.health))
+def level_of(aggregate: EventDefinition) -> str:
+    """The level from the aggregate's recorded facts (cairn.domain.levels.derive_level)."""
+    return derive_level(aggregate.level_facts())
+
+
+def health_row(ident: UUID, business_line: str, event: Any) -> tuple[Any, ...]:
+    report = dict(event.report)
+    checked = report.get("checkedAt")
+    return (ident, business_line, event.status,
+            datetime.fromisoformat(checked) if checked else event.timestamp,
+            int(report.get("volume") or 0), report.get("baseline"),
+            float(report.get("invalidRate") or 0.0), _json(list(event.reasons)), _json(report))
+
+
+HEALTH_COLUMNS = ("definition_id", "business_line", "status", "checked_at", "volume",
+                  "baseline", "invalid_rate", "reasons", "report")
 
 
 class Folder:
@@ -69,6 +84,9 @@ class Folder:
                     record.actor, record.note, _json(record.payload),
                     aggregate.business_line, notification.id,
                 ))
+                if isinstance(event, EventDefinition.HealthChanged):
+                    batch.health[aggregate.id] = health_row(aggregate.id,
+                                                            aggregate.business_line, event)
             elif isinstance(aggregate, GlobalProperties):
                 batch.globals_[aggregate.business_line] = aggregate
         return batch
@@ -96,6 +114,7 @@ def definition_row(d: EventDefinition, live_properties: Sequence[dict[str, Any]]
         d.stage, level_of(d), d.level_override, d.level_reason, d.health, d.live_version,
         d.latest_version, _json(live_properties) if live_properties is not None else None,
         UUID(d.replaced_by) if d.replaced_by else None, d.version, d.created_on, d.modified_on,
+        d.core, d.health_since, d.online_since,
     )
 
 
@@ -103,12 +122,11 @@ DEFINITION_COLUMNS = (
     "id", "business_line", "name", "display_name", "description", "owner", "requirement",
     "stage", "level", "level_override", "level_reason", "health", "live_version",
     "latest_version", "live_properties", "replaced_by", "revision", "created_at", "updated_at",
+    "core", "health_since", "online_since",
 )
 
 
 def version_rows(d: EventDefinition) -> list[tuple[Any, ...]]:
-    from datetime import datetime
-
     return [
         (d.id, v["version"], seq, _json(v["properties"]), v["breaking"], v["stage"],
          datetime.fromisoformat(v["created_at"]))

@@ -23,6 +23,7 @@ from cairn.domain.governance import Governance
 from cairn.domain.properties import merge_globals
 from cairn.projections.fold import (
     DEFINITION_COLUMNS,
+    HEALTH_COLUMNS,
     Batch,
     Folder,
     definition_row,
@@ -91,12 +92,28 @@ async def write_batch(conn: Conn, batch: Batch, suffix: str = "",
             f"rm_changes{s}", records=batch.changes,
             columns=("definition_id", "revision", "type", "at", "actor", "note", "payload",
                      "business_line", "position"))
+    if batch.health:
+        await upsert_health(conn, list(batch.health.values()), s)
     for line in batch.globals_:
         await _remerge_line(conn, line, globals_by_line.get(line, []), s)
     await conn.execute(
         """INSERT INTO projection_tracking (name, position) VALUES ($1, $2)
            ON CONFLICT (name) DO UPDATE SET position = EXCLUDED.position""",
         tracking, batch.last_position)
+
+
+async def upsert_health(conn: Conn, rows: Sequence[tuple[Any, ...]], s: str = "") -> None:
+    """Latest health reports (HEALTH_COLUMNS order); an older report never overwrites."""
+    await conn.execute(f"CREATE TEMP TABLE IF NOT EXISTS tmp_health{s} "
+                       f"(LIKE rm_health{s} INCLUDING DEFAULTS) ON COMMIT DELETE ROWS")
+    await conn.copy_records_to_table(f"tmp_health{s}", records=rows, columns=HEALTH_COLUMNS)
+    updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in HEALTH_COLUMNS[1:])
+    cols = ", ".join(HEALTH_COLUMNS)
+    await conn.execute(
+        f"INSERT INTO rm_health{s} ({cols}) SELECT DISTINCT ON (definition_id) {cols} "
+        f"FROM tmp_health{s} ORDER BY definition_id, checked_at DESC "
+        f"ON CONFLICT (definition_id) DO UPDATE SET {updates} "
+        f"WHERE rm_health{s}.checked_at <= EXCLUDED.checked_at")
 
 
 async def _remerge_line(conn: Conn, line: str,

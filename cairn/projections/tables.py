@@ -21,6 +21,8 @@ CREATE TABLE IF NOT EXISTS rm_definitions{s} (
     level_reason text,
     core boolean NOT NULL DEFAULT false,
     health text NOT NULL DEFAULT 'UNKNOWN',
+    health_since timestamptz,
+    online_since timestamptz,
     live_version text,
     latest_version text,
     -- The live version's properties with the business line's global properties merged in:
@@ -33,6 +35,9 @@ CREATE TABLE IF NOT EXISTS rm_definitions{s} (
     updated_at timestamptz NOT NULL,
     UNIQUE (business_line, name)
 );
+-- Columns added after the first release: existing tables get them here.
+ALTER TABLE rm_definitions{s} ADD COLUMN IF NOT EXISTS health_since timestamptz;
+ALTER TABLE rm_definitions{s} ADD COLUMN IF NOT EXISTS online_since timestamptz;
 CREATE INDEX IF NOT EXISTS rm_definitions_page{s} ON rm_definitions{s} (business_line, name, id);
 CREATE INDEX IF NOT EXISTS rm_definitions_stage{s} ON rm_definitions{s} (stage);
 
@@ -68,13 +73,28 @@ CREATE TABLE IF NOT EXISTS rm_global_properties{s} (
     updated_at timestamptz NOT NULL
 );
 
+-- The latest health check of each definition: the projection writes the report recorded
+-- with each HealthChanged; the monitor refreshes it after every run (newest checked_at wins).
+CREATE TABLE IF NOT EXISTS rm_health{s} (
+    definition_id uuid PRIMARY KEY,
+    business_line text NOT NULL,
+    status text NOT NULL,
+    checked_at timestamptz NOT NULL,
+    volume bigint NOT NULL,
+    baseline double precision,
+    invalid_rate double precision NOT NULL,
+    reasons jsonb NOT NULL,
+    report jsonb NOT NULL
+);
+
 CREATE TABLE IF NOT EXISTS projection_tracking (
     name text PRIMARY KEY,
     position bigint NOT NULL
 );
 """
 
-TABLES = ("rm_definitions", "rm_schema_versions", "rm_changes", "rm_global_properties")
+TABLES = ("rm_definitions", "rm_schema_versions", "rm_changes", "rm_global_properties",
+          "rm_health")
 DDL = TEMPLATE.format(s="")
 
 

@@ -47,6 +47,8 @@ def test_stages_and_reserved_names() -> None:
     outcome = validate("e", {"amount": 1}, old)
     assert (outcome.reasons, outcome.warnings) == ([], ["deprecated"])
     assert validate("identify", {"anything": 1}, None).valid
+    demoted = LiveSchema.from_properties("shop", "e", "ONLINE", "A", "1-0-0", PROPS)
+    assert validate("e", {"amount": 1}, demoted).reasons == ["level_a"]
 
 
 @pytest.mark.parametrize(("value", "ms"), [

@@ -72,6 +72,21 @@ async def test_insert_deduplication_token_is_honoured(clickhouse: ClickHouse) ->
     assert await clickhouse.fetchval("SELECT count() FROM dedup") == 2
 
 
+async def test_preserialized_lines_insert_like_rows(clickhouse: ClickHouse) -> None:
+    await clickhouse.execute(
+        "CREATE TABLE lines (id UInt64, tags Map(String, String), at DateTime64(3, 'UTC')) "
+        "ENGINE = MergeTree ORDER BY id SETTINGS non_replicated_deduplication_window = 100")
+    body = b'{"id":1,"tags":{"a":"x"},"at":1767225600.123}\n{"id":2,"tags":{},"at":0.5}'
+    for _ in range(2):
+        await clickhouse.insert_json_lines("lines", body,
+                                           settings={"insert_deduplication_token": "t1"})
+    await clickhouse.insert_json_lines("lines", b"")
+    rows = await clickhouse.fetch(
+        "SELECT id, tags, toUnixTimestamp64Milli(at) AS ms FROM lines ORDER BY id")
+    assert rows == [{"id": 1, "tags": {"a": "x"}, "ms": 1767225600123},
+                    {"id": 2, "tags": {}, "ms": 500}]
+
+
 async def test_concurrent_queries_all_answer(clickhouse: ClickHouse) -> None:
     results = await asyncio.gather(
         *(clickhouse.fetchval("SELECT sum(number) FROM numbers({n:UInt64})", {"n": n})
