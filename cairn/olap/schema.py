@@ -98,6 +98,17 @@ MIGRATIONS: list[tuple[int, str]] = [
         SELECT event_id FROM events"""),
     (8, """CREATE MATERIALIZED VIEW IF NOT EXISTS event_ids_from_quarantine TO event_ids AS
         SELECT event_id FROM quarantine"""),
+    # The links again, ordered by user id: a timeline finds a user's anonymous ids by key.
+    (9, """CREATE TABLE IF NOT EXISTS identities_by_user (
+        user_id String,
+        anonymous_id String,
+        linked_at DateTime64(3, 'UTC')
+    ) ENGINE = ReplacingMergeTree(linked_at)
+    ORDER BY (user_id, anonymous_id)"""),
+    (10, """CREATE MATERIALIZED VIEW IF NOT EXISTS identities_by_user_mv TO identities_by_user
+        AS SELECT user_id, anonymous_id, linked_at FROM identities"""),
+    (11, """INSERT INTO identities_by_user SELECT user_id, anonymous_id, linked_at
+        FROM identities"""),
 ]
 
 

@@ -18,11 +18,18 @@ from cairn.olap.queries.common import DT, fetch, utc
 from cairn.olap.queries.filters import Binder
 
 MAX_LIMIT = 1000
-RESOLVE_SQL = ("SELECT argMax(user_id, linked_at) AS user FROM identities "
-               "WHERE anonymous_id = {user:String} GROUP BY anonymous_id")
-LINKED_SQL = ("SELECT anonymous_id FROM identities WHERE anonymous_id IN (SELECT anonymous_id "
-              "FROM identities WHERE user_id = {user:String}) GROUP BY anonymous_id "
-              "HAVING argMax(user_id, linked_at) = {user:String}")
+# One round trip: the id's person (its latest link, or itself), then every anonymous id
+# that person was ever linked to, each with its own latest link (a later link elsewhere wins).
+# Every lookup is by a table's key: identities by anonymous id, identities_by_user by user.
+IDENTITY_SQL = """SELECT anonymous_id, argMax(user_id, linked_at) AS linked_to FROM identities
+    WHERE anonymous_id IN (
+        SELECT {user:String}
+        UNION ALL
+        SELECT anonymous_id FROM identities_by_user WHERE user_id = (
+            SELECT if(r != '', r, {user:String}) FROM (
+                SELECT argMax(user_id, linked_at) AS r FROM identities
+                WHERE anonymous_id = {user:String})))
+    GROUP BY anonymous_id"""
 
 
 class TimelineQuery(BaseModel):
@@ -64,10 +71,10 @@ class TimelineQuery(BaseModel):
 
     async def identities(self, store: ClickHouse) -> list[str]:
         """The user id this id resolves to, and every anonymous id linked to it."""
-        rows = await fetch(store, RESOLVE_SQL, {"user": self.user})
-        person = rows[0]["user"] if rows and rows[0]["user"] else self.user
-        linked = await fetch(store, LINKED_SQL, {"user": person})
-        return sorted({person, *(r["anonymous_id"] for r in linked)})
+        rows = await fetch(store, IDENTITY_SQL, {"user": self.user})
+        links = {r["anonymous_id"]: r["linked_to"] for r in rows}
+        person = links.get(self.user) or self.user
+        return sorted({person, *(anon for anon, user in links.items() if user == person)})
 
     async def run(self, store: ClickHouse) -> list[TrackedEvent]:
         sql, params = self.to_sql(await self.identities(store))
