@@ -23,9 +23,11 @@ from cairn.ingest.memory_bus import MemoryBus
 from cairn.ingest.registry import Registry
 from cairn.ingest.sink import ClickHouseSink
 from cairn.notifications import tables as notification_tables
+from cairn.notifications import webhooks as webhook_tables
 from cairn.notifications.digest import Digests
 from cairn.notifications.mail import LogMailer, Mailer, SmtpMailer
 from cairn.notifications.monitor import Monitor
+from cairn.notifications.webhooks import Webhooks
 from cairn.olap.port import ClickHouse
 from cairn.olap.queries.cache import QueryCache
 from cairn.olap.schema import migrate
@@ -163,6 +165,7 @@ async def start_governance(container: Container, *, run_projections: bool = True
     container.closers.append(lambda: asyncio.to_thread(app.close))
     await apply_schema(container.pool, projection_tables.DDL)
     await apply_schema(container.pool, notification_tables.DDL)
+    await apply_schema(container.pool, webhook_tables.DDL)
     if run_projections:
         runner = ProjectionRunner(app, container.pool)
         await runner.start()
@@ -220,7 +223,7 @@ async def start_monitor(container: Container, *, loop: bool = True,
     console = settings.console_url or f"http://{settings.http_host}:{settings.http_port}"
     digests = Digests(container.pool, mailer or make_mailer(settings), console)
     monitor = Monitor(container.governance, container.pool, container.olap, digests,
-                      interval=settings.monitor_interval)
+                      interval=settings.monitor_interval, webhooks=Webhooks(container.pool))
     container.monitor = monitor
     if loop:
         await monitor.start()

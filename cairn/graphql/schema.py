@@ -14,11 +14,12 @@ from cairn.graphql.errors import ErrorCodes
 from cairn.graphql.governance import GovernanceMutation, GovernanceQuery, GovernanceSubscription
 from cairn.graphql.health import HealthMutation, HealthQuery, HealthSubscription
 from cairn.graphql.ingest import IngestMutation, IngestQuery
+from cairn.graphql.webhooks import WebhookMutation, WebhookQuery
 
 Query = merge_types("Query", (GovernanceQuery, AdminQuery, AnalyticsQuery, IngestQuery,
-                              HealthQuery))
+                              HealthQuery, WebhookQuery))
 Mutation = merge_types("Mutation", (GovernanceMutation, AdminMutation, IngestMutation,
-                                    HealthMutation))
+                                    HealthMutation, WebhookMutation))
 Subscription = merge_types("Subscription", (GovernanceSubscription, HealthSubscription))
 
 

@@ -45,6 +45,7 @@ from cairn.notifications.queries import (
     line_totals,
 )
 from cairn.notifications.tables import DDL
+from cairn.notifications.webhooks import WebhookReport, Webhooks
 from cairn.olap.port import ClickHouse
 from cairn.projections.runner import upsert_health
 
@@ -93,6 +94,7 @@ class RunReport:
     by_status: dict[str, int] = field(default_factory=dict)
     unknown_events: dict[str, list[tuple[str, int]]] = field(default_factory=dict)
     digest: DigestReport | None = None
+    webhooks: WebhookReport | None = None
     seconds: dict[str, float] = field(default_factory=dict)
     skipped: bool = False
 
@@ -100,11 +102,12 @@ class RunReport:
 class Monitor:
     def __init__(self, governance: Governance, pool: asyncpg.Pool, olap: ClickHouse,
                  digests: Digests | None = None, config: MonitorConfig = MonitorConfig(),
-                 interval: float = 300) -> None:
+                 interval: float = 300, webhooks: Webhooks | None = None) -> None:
         self._app = governance
         self._pool = pool
         self._olap = olap
         self._digests = digests
+        self.webhooks = webhooks
         self.config = config
         self._interval = interval
         self._lock = asyncio.Lock()
@@ -114,6 +117,8 @@ class Monitor:
     async def prepare(self) -> None:
         async with self._pool.acquire() as conn:
             await conn.execute(DDL)
+        if self.webhooks is not None:
+            await self.webhooks.prepare()
 
     async def start(self) -> None:
         await self.prepare()
@@ -182,12 +187,15 @@ class Monitor:
         for f in findings:
             status = f.assessment.status
             report.by_status[status] = report.by_status.get(status, 0) + 1
+        by_id = {f.row["id"]: f for f in findings}
+        alerts = [_alert(f) for f in findings if f.row["id"] in changed]
         if self._digests is not None:
-            by_id = {f.row["id"]: f for f in findings}
-            alerts = [_alert(f) for f in findings if f.row["id"] in changed]
             report.digest = await self._digests.deliver(
                 alerts, now, lambda ident: _alert(by_id[ident]) if ident in by_id else None)
         lap("mail")
+        if self.webhooks is not None:
+            report.webhooks = await self.webhooks.deliver(alerts, now)
+            lap("webhooks")
         return report
 
     def _judge(self, rows: Sequence[Any], window: Window, traffic: dict[Any, Traffic],
