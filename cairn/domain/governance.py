@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -127,9 +128,13 @@ class Governance(Application[UUID]):
         reloaded; a definition that left ONLINE/DEPRECATED meanwhile is skipped.
         """
         changed: list[UUID] = []
+        # Loading is one round trip per aggregate: a few threads overlap them (the
+        # recorder's connection pool is shared and thread-safe).
+        with ThreadPoolExecutor(max_workers=4, thread_name_prefix="record-checks") as pool:
+            loaded_all = list(pool.map(lambda c: self._checked(c, actor), checks))
         for start in range(0, len(checks), chunk):
             part = checks[start:start + chunk]
-            loaded = [self._checked(c, actor) for c in part]
+            loaded = loaded_all[start:start + chunk]
             dirty = [a for a in loaded if a is not None]
             try:
                 self.save(*dirty)

@@ -8,6 +8,7 @@ next run retries them.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections import defaultdict
 from collections.abc import Callable, Sequence
@@ -23,6 +24,7 @@ from cairn.notifications.mail import Mailer
 
 log = logging.getLogger(__name__)
 THROTTLE = timedelta(hours=1)
+SMTP_CONCURRENCY = 8
 
 
 @dataclass(frozen=True)
@@ -107,15 +109,26 @@ class Digests:
             by_owner[alert.owner].append(alert)
         sent: list[Alert] = []
         failed: list[UUID] = []
-        mails = 0
-        for owner, owned in sorted(by_owner.items()):
-            try:
-                await self._mailer.send(compose(owner, owned, self._mailer.sender, self._console))
+        slots = asyncio.Semaphore(SMTP_CONCURRENCY)  # a few connections, not one per owner
+
+        async def mail(owner: str, owned: list[Alert]) -> bool:
+            async with slots:
+                try:
+                    await self._mailer.send(compose(owner, owned, self._mailer.sender,
+                                                    self._console))
+                    return True
+                except Unavailable:
+                    log.exception("health digest not sent", extra={"owner": owner})
+                    return False
+
+        owners = sorted(by_owner.items())
+        results = await asyncio.gather(*(mail(owner, owned) for owner, owned in owners))
+        for (_, owned), ok in zip(owners, results, strict=True):
+            if ok:
                 sent.extend(owned)
-                mails += 1
-            except Unavailable:
-                log.exception("health digest not sent", extra={"owner": owner})
+            else:
                 failed.extend(a.definition_id for a in owned)
+        mails = sum(results)
         await self._record(now, sent, deferred + failed, settled)
         return DigestReport(mails=mails, alerts=len(sent), deferred=len(deferred),
                             failed=len(failed))
