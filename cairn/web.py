@@ -31,7 +31,10 @@ async def request_context(request: web.Request, handler: Handler) -> web.StreamR
         return response
     except web.HTTPException as exc:
         status = exc.status
-        raise
+        if exc.status < 400:
+            raise
+        # Every error answer is JSON, also the framework's own (404, 405, 413, ...).
+        return web.json_response({"error": exc.reason}, status=exc.status)
     except CairnError as exc:
         status = exc.http_status
         return web.json_response({"error": str(exc)}, status=exc.http_status)

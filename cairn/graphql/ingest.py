@@ -69,9 +69,10 @@ class IngestQuery:
     async def quarantine(
         self, info: Info, business_line: str | None = None, event: str | None = None,
         from_: Annotated[datetime | None, strawberry.argument(name="from")] = None,
-        to: datetime | None = None, limit: int = 100,
+        to: datetime | None = None, limit: int | None = 100,
     ) -> QuarantinePage:
         line = _scope(info, business_line)
+        limit = 100 if limit is None else limit
         if not 0 <= limit <= MAX_QUARANTINE_LIMIT:
             raise ValidationFailed(f"limit must be between 0 and {MAX_QUARANTINE_LIMIT}")
         if from_ is not None and to is not None and utc(from_) >= utc(to):

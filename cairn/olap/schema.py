@@ -13,11 +13,13 @@ from __future__ import annotations
 
 from cairn.olap.port import ClickHouse
 
-# Retention by governance level: D 2 years, C 1 year, B 180 days, A 30 days.
-_TTL = """TTL toDateTime(timestamp) + INTERVAL 30 DAY DELETE WHERE level = 'A',
-    toDateTime(timestamp) + INTERVAL 180 DAY DELETE WHERE level = 'B',
-    toDateTime(timestamp) + INTERVAL 1 YEAR DELETE WHERE level = 'C',
-    toDateTime(timestamp) + INTERVAL 2 YEAR DELETE WHERE level = 'D'"""
+# Retention by governance level: D 2 years, C 1 year, B 180 days, A 30 days, counted from
+# when Cairn received the event: a backfill of old events is kept for its full retention
+# instead of being dropped by the TTL as it is inserted.
+_TTL = """TTL toDateTime(received_at) + INTERVAL 30 DAY DELETE WHERE level = 'A',
+    toDateTime(received_at) + INTERVAL 180 DAY DELETE WHERE level = 'B',
+    toDateTime(received_at) + INTERVAL 1 YEAR DELETE WHERE level = 'C',
+    toDateTime(received_at) + INTERVAL 2 YEAR DELETE WHERE level = 'D'"""
 
 MIGRATIONS: list[tuple[int, str]] = [
     (1, f"""CREATE TABLE IF NOT EXISTS events (
@@ -62,7 +64,8 @@ MIGRATIONS: list[tuple[int, str]] = [
     ) ENGINE = ReplacingMergeTree(linked_at)
     ORDER BY anonymous_id"""),
     # Hourly page views: exact for any hour-aligned range, any mix of these dimensions.
-    # ``level`` is kept so the rollup expires with the same per-level TTL as the raw rows.
+    # ``level`` and the hour received are kept so the rollup expires with the raw rows
+    # (within the hour: rows expire by received_at, the rollup by its hour).
     (4, """CREATE TABLE IF NOT EXISTS events_hourly (
         business_line LowCardinality(String),
         event LowCardinality(String),
@@ -70,20 +73,21 @@ MIGRATIONS: list[tuple[int, str]] = [
         platform LowCardinality(String),
         app_version LowCardinality(String),
         level LowCardinality(String),
+        received_hour DateTime('UTC') DEFAULT hour,
         pv UInt64
     ) ENGINE = SummingMergeTree
     PARTITION BY toYYYYMM(hour)
-    ORDER BY (business_line, event, hour, platform, app_version, level)
-    TTL hour + INTERVAL 30 DAY DELETE WHERE level = 'A',
-        hour + INTERVAL 180 DAY DELETE WHERE level = 'B',
-        hour + INTERVAL 1 YEAR DELETE WHERE level = 'C',
-        hour + INTERVAL 2 YEAR DELETE WHERE level = 'D'"""),
+    ORDER BY (business_line, event, hour, platform, app_version, level, received_hour)
+    TTL received_hour + INTERVAL 30 DAY + INTERVAL 1 HOUR DELETE WHERE level = 'A',
+        received_hour + INTERVAL 180 DAY + INTERVAL 1 HOUR DELETE WHERE level = 'B',
+        received_hour + INTERVAL 1 YEAR + INTERVAL 1 HOUR DELETE WHERE level = 'C',
+        received_hour + INTERVAL 2 YEAR + INTERVAL 1 HOUR DELETE WHERE level = 'D'"""),
     # A block the source table drops as a duplicate insert never reaches this view.
     (5, """CREATE MATERIALIZED VIEW IF NOT EXISTS events_hourly_mv TO events_hourly AS
         SELECT business_line, event, toStartOfHour(timestamp) AS hour, platform, app_version,
-               level, count() AS pv
+               level, toStartOfHour(received_at) AS received_hour, count() AS pv
         FROM events
-        GROUP BY business_line, event, hour, platform, app_version, level"""),
+        GROUP BY business_line, event, hour, platform, app_version, level, received_hour"""),
     # Every stored event id, valid or quarantined, ordered by id: the sink looks up ids that
     # may be stored already (redeliveries, client-chosen ids) by primary key, not by a scan
     # of ``events`` (ordered by person). Resends are recognised for 90 days.

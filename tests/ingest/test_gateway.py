@@ -159,3 +159,24 @@ async def test_revoked_key_and_unavailable_bus(client: Client, container: Contai
     status, answer = await track(client, key, good)
     assert status == 503 and "consumer" in answer["error"]
     assert await stored(container) == (0, 0)
+
+
+async def test_backfilled_old_events_are_kept_for_their_retention(
+        client: Client, container: Container) -> None:
+    await define(container, "order_paid")
+    key = await write_key(client)
+    old = {"event": "order_paid", "user_id": "u", "timestamp": "2024-01-15T10:00:00Z",
+           "properties": {"amount": 1}}
+    assert (await track(client, key, old))[0] == 202
+    # Retention counts from receipt: a two-year-old event is not dropped on arrival.
+    assert await stored(container) == (1, 0)
+    hourly = await container.olap.fetchval(
+        "SELECT sum(pv) FROM events_hourly WHERE hour = '2024-01-15 10:00:00'")
+    assert int(hourly) == 1
+
+
+async def test_framework_errors_are_json_too(client: Client) -> None:
+    resp = await client.get("/v1/track")
+    assert resp.status == 405 and (await resp.json())["error"]
+    resp = await client.get("/nope")
+    assert resp.status == 404 and (await resp.json())["error"]
