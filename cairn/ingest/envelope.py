@@ -206,6 +206,7 @@ def prepare(events: Sequence[EventIn], raws: Sequence[Any], business_line: str,
             or "", "definition_version": schema.version or "" if schema else "",
             "warnings": outcome.warnings,
             "properties": {k: _text(v) for k, v in props.items() if v is not None},
+            "properties_json": orjson.dumps(props).decode() if props else "",
             "level": schema.level if schema else "B",
         })
         if name == IDENTIFY and user and anon:

@@ -37,7 +37,9 @@ MIGRATIONS: list[tuple[int, str]] = [
         definition_version LowCardinality(String),
         warnings Array(LowCardinality(String)),
         properties Map(String, String),
-        level LowCardinality(String)
+        level LowCardinality(String),
+        -- The properties exactly as sent (typed JSON), for timelines; analyses use the map.
+        properties_json String DEFAULT ''
     ) ENGINE = ReplacingMergeTree
     PARTITION BY toYYYYMM(timestamp)
     ORDER BY (business_line, person_id, timestamp, event_id)

@@ -125,11 +125,15 @@ async def test_identify_merges_events_sent_before_and_after(
              for i in range(3)]
     batch.append({"event": "identify", "anonymous_id": "dev-1", "user_id": "alice",
                   "timestamp": DAY + 100})
-    batch.append({"event": "page_view", "user_id": "alice", "timestamp": DAY + 200})
+    typed = {"n": 2, "share": 0.5, "ok": True, "tags": ["a", "b"], "note": "12"}
+    batch.append({"event": "page_view", "user_id": "alice", "timestamp": DAY + 200,
+                  "properties": typed})
     assert (await track(client, key, {"batch": batch}))[0] == 202
     resp = await client.post("/graphql", json={"query": """{ userTimeline(user: "alice")
-        { event anonymousId userId } }"""}, headers={"Authorization": f"Bearer {ADMIN_TOKEN}"})
+        { event anonymousId userId properties } }"""},
+        headers={"Authorization": f"Bearer {ADMIN_TOKEN}"})
     timeline = (await resp.json())["data"]["userTimeline"]
+    assert timeline[0]["properties"] == typed  # as sent: numbers, booleans, lists, text
     assert [e["event"] for e in timeline] == ["page_view", "identify"] + ["page_view"] * 3
     start = datetime.fromtimestamp(DAY / 1000, UTC)
     trend = await client.post("/graphql", json={"query": """query($f: DateTime!, $t: DateTime!)

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+import orjson
 from pydantic import BaseModel, ConfigDict, field_validator, model_validator
 
 from cairn.errors import ValidationFailed
@@ -65,7 +66,7 @@ class TimelineQuery(BaseModel):
             where.append(f"timestamp < {b.bind(self.to, DT)}")
         sql = ("SELECT toString(event_id) AS event_id, event, business_line, user_id, "
                "anonymous_id, session_id, toUnixTimestamp64Milli(timestamp) AS ts, platform, "
-               f"app_version, properties FROM events WHERE {' AND '.join(where)} "
+               f"app_version, properties, properties_json FROM events WHERE {' AND '.join(where)} "
                f"ORDER BY timestamp DESC, event_id LIMIT {b.bind(self.limit, 'UInt32')}")
         return sql, b.params
 
@@ -100,5 +101,7 @@ class TrackedEvent:
             row["event_id"], row["event"], row["business_line"], row["user_id"] or None,
             row["anonymous_id"] or None, row["session_id"] or None,
             utc(datetime.fromtimestamp(row["ts"] / 1000)), row["platform"] or None,
-            row["app_version"] or None, dict(row["properties"]),
+            row["app_version"] or None,
+            orjson.loads(row["properties_json"]) if row.get("properties_json")
+            else dict(row["properties"]),
         )
