@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint bench services clean
+.PHONY: run demo test lint bench services clean
 
 # Reinstall only when pyproject.toml changed (the stamp is older than it).
 $(STAMP): pyproject.toml
@@ -15,6 +15,10 @@ $(STAMP): pyproject.toml
 
 run: $(STAMP)
 	$(BIN)/cairn serve
+
+# Demo data (stop `make run` first: embedded ClickHouse allows one process per data dir).
+demo: $(STAMP)
+	$(BIN)/cairn demo
 
 services:
 	@bash scripts/ensure-services

@@ -86,6 +86,26 @@ async def monitor(settings: Settings, once: bool) -> None:
         await container.close()
 
 
+async def demo(settings: Settings, events: int) -> None:
+    """Demo definitions through their whole life, and ``events`` tracked events."""
+    import time
+
+    from cairn.demo import load
+
+    configure_executor()
+    container = await build(settings, start_bus=False, consume=False)
+    try:
+        assert container.governance is not None and container.projections is not None
+        started = time.perf_counter()
+        definitions, stored = await load(container.governance, container.olap, events)
+        last = await asyncio.to_thread(container.governance.recorder.max_notification_id)
+        await container.projections.wait_for(last or 0, within=120)
+        print(f"demo loaded: {definitions} definitions, {stored} events in ClickHouse "
+              f"({time.perf_counter() - started:.1f} s)")
+    finally:
+        await container.close()
+
+
 async def rebuild_projections(settings: Settings) -> None:
     """Rebuild every read model from the event store; a running service keeps serving."""
     import time
@@ -109,6 +129,9 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("serve", help="run the HTTP service (GraphQL, ingestion, health)")
     sub.add_parser("consume", help="run the RabbitMQ → ClickHouse consumer")
+    demo_cmd = sub.add_parser("demo", help="load demo definitions and a few million events "
+                              "(stop `cairn serve` first when ClickHouse is embedded)")
+    demo_cmd.add_argument("--events", type=int, default=3_000_000)
     monitor_cmd = sub.add_parser("monitor", help="run the health monitor (also embedded in "
                                  "serve unless CAIRN_EMBEDDED_MONITOR=false)")
     monitor_cmd.add_argument("--once", action="store_true", help="one check run, then exit")
@@ -126,6 +149,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "serve":
             asyncio.run(serve(settings))
+        elif args.command == "demo":
+            asyncio.run(demo(settings, args.events))
         elif args.command == "consume":
             asyncio.run(consume(settings))
         elif args.command == "monitor":
