@@ -32,7 +32,8 @@ def main() -> None:
         result: dict[str, Any] = asyncio.run(module.main(args))
         result["benchmark"] = name
         result["wall_seconds"] = round(time.time() - started, 1)
-        out = RESULTS / f"{name}.json"
+        # A smoke run never overwrites the figures of a full one.
+        out = RESULTS / f"{name}{'-quick' if args.quick else ''}.json"
         out.write_text(json.dumps(result, indent=2, default=str))
         print(f"saved {out}")
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -18,8 +17,13 @@ from uuid import UUID
 import aiohttp
 from aiohttp import web
 
-from bench.common import Stopwatch, drop_database, fresh_database, summary_ms, table
-from cairn.bootstrap import build, configure_executor
+from bench.common import (
+    Stopwatch,
+    on_fresh_stores,
+    summary_ms,
+    table,
+)
+from cairn.bootstrap import build
 from cairn.domain.definition import EventDefinition
 from cairn.domain.governance import Governance
 from cairn.domain.properties import PropertySpec, PropertyType
@@ -110,14 +114,8 @@ async def http_latency(session: aiohttp.ClientSession, url: str, query: str,
 
 
 async def main(args: argparse.Namespace) -> dict[str, Any]:
-    configure_executor()
     total = 2_000 if args.quick else 40_000
-    url = await fresh_database()
-    tmp = Path(tempfile.mkdtemp(prefix="cairn-bench-"))
-    try:
-        return await _run(args, total, url, tmp)
-    finally:
-        await drop_database(url)
+    return await on_fresh_stores(lambda url, tmp: _run(args, total, url, tmp))
 
 
 async def _run(args: argparse.Namespace, total: int, url: str, tmp: Path) -> dict[str, Any]:

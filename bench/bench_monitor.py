@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import socket
-import tempfile
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -24,8 +23,13 @@ import aiohttp
 from aiohttp import web
 from aiosmtpd.controller import Controller
 
-from bench.common import Stopwatch, drop_database, fresh_database, summary_ms, table
-from cairn.bootstrap import build, configure_executor
+from bench.common import (
+    Stopwatch,
+    on_fresh_stores,
+    summary_ms,
+    table,
+)
+from cairn.bootstrap import build
 from cairn.domain.definition import EventDefinition
 from cairn.domain.governance import Governance
 from cairn.domain.properties import PropertySpec, PropertyType
@@ -132,14 +136,8 @@ def phases(report: RunReport) -> dict[str, Any]:
 
 
 async def main(args: argparse.Namespace) -> dict[str, Any]:
-    configure_executor()
     total = 2_000 if args.quick else 40_000
-    url = await fresh_database()
-    tmp = Path(tempfile.mkdtemp(prefix="cairn-bench-"))
-    try:
-        return await _run(args, total, url, tmp)
-    finally:
-        await drop_database(url)
+    return await on_fresh_stores(lambda url, tmp: _run(args, total, url, tmp))
 
 
 async def _run(args: argparse.Namespace, total: int, url: str, tmp: Path) -> dict[str, Any]:

@@ -5,12 +5,15 @@ from __future__ import annotations
 import os
 import secrets
 import statistics
+import tempfile
 import time
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
+from typing import Any, TypeVar
 
 import asyncpg
 
+T = TypeVar("T")
 PG_ADMIN_URL = os.environ.get("CAIRN_BENCH_DATABASE_URL",
                               "postgresql://postgres@127.0.0.1:5432/postgres")
 
@@ -66,3 +69,16 @@ async def drop_database(url: str) -> None:
         await conn.execute(f'DROP DATABASE IF EXISTS "{url.rpartition("/")[2]}" WITH (FORCE)')
     finally:
         await conn.close()
+
+
+async def on_fresh_stores(run: Callable[[str, Path], Awaitable[T]]) -> T:
+    """Run a benchmark on a throwaway PostgreSQL database and data directory."""
+    from cairn.bootstrap import configure_executor
+
+    configure_executor()
+    url = await fresh_database()
+    tmp = Path(tempfile.mkdtemp(prefix="cairn-bench-"))
+    try:
+        return await run(url, tmp)
+    finally:
+        await drop_database(url)

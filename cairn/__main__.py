@@ -18,6 +18,15 @@ from cairn.settings import Settings, load_settings
 log = logging.getLogger("cairn")
 
 
+async def until_signalled() -> None:
+    """Return on SIGTERM or SIGINT (graceful shutdown follows)."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+
+
 async def serve(settings: Settings) -> None:
     from cairn.web import create_app
 
@@ -31,11 +40,7 @@ async def serve(settings: Settings) -> None:
     site = web.TCPSite(runner, settings.http_host, settings.http_port)
     await site.start()
     log.info("serving", extra={"host": settings.http_host, "port": settings.http_port})
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    await stop.wait()
+    await until_signalled()
     log.info("shutting down: finishing in-flight requests")
     # runner.cleanup stops accepting, waits for in-flight requests, then runs on_cleanup.
     await runner.cleanup()
@@ -51,11 +56,7 @@ async def consume(settings: Settings) -> None:
     configure_executor()
     container = await build(settings, run_projections=False, consume=True)
     log.info("consuming", extra={"bus": container.bus.kind})
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    await stop.wait()
+    await until_signalled()
     log.info("shutting down: flushing buffered events")
     await container.close()
 
@@ -77,11 +78,7 @@ async def monitor(settings: Settings, once: bool) -> None:
             return
         await start_monitor(container)
         log.info("monitoring", extra={"interval": settings.monitor_interval})
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, stop.set)
-        await stop.wait()
+        await until_signalled()
     finally:
         await container.close()
 

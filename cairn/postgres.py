@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
@@ -74,3 +77,25 @@ async def apply_schema(pool: asyncpg.Pool, ddl: str) -> None:
     async with pool.acquire() as conn, conn.transaction():
         await conn.execute("SELECT pg_advisory_xact_lock(727274)")
         await conn.execute(ddl)
+
+
+async def listen(pool: asyncpg.Pool, channel: str, callback: Callable[..., None]) -> Listener:
+    """A pooled connection held for LISTEN on ``channel``; release it with ``unlisten``."""
+    conn = await pool.acquire()
+    await conn.add_listener(channel, callback)
+    return Listener(conn, channel, callback)
+
+
+async def unlisten(pool: asyncpg.Pool, listener: Listener | None) -> None:
+    if listener is None:
+        return
+    with contextlib.suppress(Exception):  # the connection may already be gone
+        await listener.conn.remove_listener(listener.channel, listener.callback)
+    await pool.release(listener.conn)
+
+
+@dataclass(frozen=True)
+class Listener:
+    conn: Any
+    channel: str
+    callback: Callable[..., None]

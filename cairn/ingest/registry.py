@@ -12,16 +12,14 @@ import asyncio
 import contextlib
 import logging
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import asyncpg
 import orjson
 
 from cairn.ingest.validation import STORED_STAGES, LiveSchema
+from cairn.postgres import Listener, listen, unlisten
 from cairn.projections.tables import DEFINITIONS_CHANNEL
-
-if TYPE_CHECKING:
-    from asyncpg.pool import PoolConnectionProxy
 
 log = logging.getLogger(__name__)
 _SELECT = """SELECT business_line, name, stage, level, live_version, live_properties
@@ -41,7 +39,7 @@ class Registry:
         self._pool = pool
         self._debounce = debounce
         self._schemas: dict[tuple[str, str], LiveSchema] = {}
-        self._listener: PoolConnectionProxy[asyncpg.Record] | None = None
+        self._listener: Listener | None = None
         self._dirty = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._rechecked: dict[tuple[str, str], float] = {}
@@ -51,8 +49,7 @@ class Registry:
         return self._schemas.get((business_line, name))
 
     async def start(self) -> None:
-        self._listener = listener = await self._pool.acquire()
-        await listener.add_listener(DEFINITIONS_CHANNEL, self._notified)
+        self._listener = await listen(self._pool, DEFINITIONS_CHANNEL, self._notified)
         await self.refresh()
         self._task = asyncio.create_task(self._follow(), name="schema-registry")
 
@@ -102,8 +99,5 @@ class Registry:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
-        if self._listener is not None:
-            with contextlib.suppress(Exception):
-                await self._listener.remove_listener(DEFINITIONS_CHANNEL, self._notified)
-            await self._pool.release(self._listener)
-            self._listener = None
+        await unlisten(self._pool, self._listener)
+        self._listener = None

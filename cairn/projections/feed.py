@@ -7,37 +7,31 @@ The projection NOTIFYs after each commit; each process's feed then reads the new
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import asyncpg
 
-if TYPE_CHECKING:
-    from asyncpg.pool import PoolConnectionProxy
-
+from cairn.postgres import Listener, listen, unlisten
 from cairn.projections.tables import DEFINITIONS_CHANNEL
 
 log = logging.getLogger(__name__)
-if TYPE_CHECKING:
-    Conn = PoolConnectionProxy[asyncpg.Record]
 
 
 class ChangeFeed:
     def __init__(self, pool: asyncpg.Pool) -> None:
         self._pool = pool
         self._subscribers: set[asyncio.Queue[dict[str, Any]]] = set()
-        self._listener: Conn | None = None
+        self._listener: Listener | None = None
         self._last = 0
         self._lock = asyncio.Lock()
 
     async def start(self) -> None:
         self._last = int(await self._pool.fetchval(
             "SELECT coalesce(max(position), 0) FROM rm_changes") or 0)
-        self._listener = listener = await self._pool.acquire()
-        await listener.add_listener(DEFINITIONS_CHANNEL, self._notified)
+        self._listener = await listen(self._pool, DEFINITIONS_CHANNEL, self._notified)
 
     def _notified(self, *_: Any) -> None:
         if self._subscribers:
@@ -86,8 +80,5 @@ class ChangeFeed:
             self._subscribers.discard(queue)
 
     async def stop(self) -> None:
-        if self._listener is not None:
-            with contextlib.suppress(Exception):
-                await self._listener.remove_listener(DEFINITIONS_CHANNEL, self._notified)
-            await self._pool.release(self._listener)
-            self._listener = None
+        await unlisten(self._pool, self._listener)
+        self._listener = None

@@ -21,6 +21,7 @@ if TYPE_CHECKING:
 
 from cairn.domain.governance import Governance
 from cairn.domain.properties import merge_globals
+from cairn.postgres import Listener, listen, unlisten
 from cairn.projections.fold import (
     DEFINITION_COLUMNS,
     HEALTH_COLUMNS,
@@ -140,7 +141,7 @@ class ProjectionRunner:
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
-        self._listener: Conn | None = None
+        self._listener: Listener | None = None
         self.position = 0
         self._progress = asyncio.Condition()
         self.on_batch: list[Callable[[Batch], None]] = []
@@ -150,8 +151,7 @@ class ProjectionRunner:
     async def start(self) -> None:
         async with self._pool.acquire() as conn:
             await conn.execute(DDL)
-        self._listener = listener = await self._pool.acquire()
-        await listener.add_listener(self._channel, self._notified)
+        self._listener = await listen(self._pool, self._channel, self._notified)
         self._task = asyncio.create_task(self._run(), name="projection-runner")
 
     def _notified(self, *_: Any) -> None:
@@ -215,9 +215,5 @@ class ProjectionRunner:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
-        if self._listener is not None:
-            with contextlib.suppress(Exception):
-                await self._listener.remove_listener(self._channel,
-                                                     self._notified)
-            await self._pool.release(self._listener)
-            self._listener = None
+        await unlisten(self._pool, self._listener)
+        self._listener = None
