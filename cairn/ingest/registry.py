@@ -1,9 +1,10 @@
 """The live schemas of every definition, held in memory for the validator.
 
-Loaded from the ``rm_definitions`` read model and reloaded when the projection NOTIFYs a
-change (debounced: a burst of changes costs one reload). A miss (unknown or not-online
-event) may re-read that one definition, at most once per second per name, so an event sent
-right after ``publish`` is not quarantined by a reload still in flight.
+Loaded from the ``rm_definitions`` read model once, then kept current from the projection's
+NOTIFYs: each names a changed definition (or ``line:<name>`` when a line's global properties
+changed), and only those rows are re-read, a burst of them in one query (debounced). A miss
+(unknown or not-online event) may re-read that one definition, at most once per second per
+name, so an event sent right after ``publish`` is not quarantined by a reload in flight.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import contextlib
 import logging
 import time
 from typing import Any
+from uuid import UUID
 
 import asyncpg
 import orjson
@@ -41,9 +43,11 @@ class Registry:
         self._schemas: dict[tuple[str, str], LiveSchema] = {}
         self._listener: Listener | None = None
         self._dirty = asyncio.Event()
+        self._pending: set[str] = set()
         self._task: asyncio.Task[None] | None = None
         self._rechecked: dict[tuple[str, str], float] = {}
         self.loads = 0
+        self.full_loads = 0
 
     def get(self, business_line: str, name: str) -> LiveSchema | None:
         return self._schemas.get((business_line, name))
@@ -53,7 +57,8 @@ class Registry:
         await self.refresh()
         self._task = asyncio.create_task(self._follow(), name="schema-registry")
 
-    def _notified(self, *_: Any) -> None:
+    def _notified(self, _conn: Any, _pid: int, _channel: str, payload: str) -> None:
+        self._pending.add(payload or "*")
         self._dirty.set()
 
     async def _follow(self) -> None:
@@ -61,17 +66,33 @@ class Registry:
             await self._dirty.wait()
             await asyncio.sleep(self._debounce)
             self._dirty.clear()
+            pending, self._pending = self._pending, set()
             try:
-                await self.refresh()
-            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
+                await self._reload(pending)
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, ValueError):
                 log.exception("schema registry reload failed; keeping the previous one")
+                self._pending |= pending | {"*"}
                 await asyncio.sleep(1)
                 self._dirty.set()
+
+    async def _reload(self, pending: set[str]) -> None:
+        if "*" in pending or len(pending) > 5000:
+            await self.refresh()
+            return
+        lines = [p[5:] for p in pending if p.startswith("line:")]
+        ids = [UUID(p) for p in pending if not p.startswith("line:")]
+        rows = await self._pool.fetch(
+            _SELECT + " WHERE id = ANY($1::uuid[]) OR business_line = ANY($2::text[])",
+            ids, lines)
+        for row in rows:
+            self._schemas[(row["business_line"], row["name"])] = _schema(row)
+        self.loads += 1
 
     async def refresh(self) -> None:
         rows = await self._pool.fetch(_SELECT)
         self._schemas = {(r["business_line"], r["name"]): _schema(r) for r in rows}
         self.loads += 1
+        self.full_loads += 1
 
     async def ensure(self, business_line: str, name: str) -> LiveSchema | None:
         """Re-read one definition after a miss, rate-limited per name."""

@@ -41,7 +41,7 @@ _LOOKUP_CHUNK = 20_000
 @dataclass
 class _Item:
     delivery: Delivery
-    message: Encoded | RawBatch
+    message: Encoded
     size: int
 
 
@@ -68,13 +68,14 @@ class ClickHouseSink:
         self._task = asyncio.create_task(self._run(), name="clickhouse-sink")
 
     async def handle(self, delivery: Delivery) -> None:
-        """Bus handler: decode and buffer; the flusher settles the delivery."""
+        """Bus handler: decode (and validate SDK events) now, so it overlaps the insert in
+        flight; buffer; the flusher settles the delivery."""
         try:
-            message = decode(delivery.body)
+            message = await self._prepared(decode(delivery.body), delivery.message_id)
         except BadMessage as exc:
             await delivery.dead_letter(str(exc))
             return
-        size = message.size if isinstance(message, Encoded) else len(message.events)
+        size = message.size
         self._buffer.append(_Item(delivery, message, size))
         self._count += size
         self._has_data.set()
@@ -109,13 +110,8 @@ class ClickHouseSink:
     async def flush(self, items: Sequence[_Item]) -> None:
         ready: list[tuple[Delivery, Encoded, bool]] = []
         for item in items:
-            try:
-                prepared = await self._prepared(item.message, item.delivery.message_id)
-            except BadMessage as exc:
-                await item.delivery.dead_letter(str(exc))
-                continue
             again = item.delivery.redelivered or item.delivery.attempt > 1
-            ready.append((item.delivery, prepared, again))
+            ready.append((item.delivery, item.message, again))
         if not ready:
             return
         merged = await self._exactly_once([(p, again) for _, p, again in ready])

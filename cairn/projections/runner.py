@@ -186,9 +186,13 @@ class ProjectionRunner:
                     await self._advanced(after)
                     return False
                 await write_batch(conn, batch)
-                for ident in batch.definitions:
-                    await conn.execute("SELECT pg_notify($1, $2)", DEFINITIONS_CHANNEL,
-                                       str(ident))
+                # Payload: a definition id, or ``line:<name>`` when a line's global
+                # properties changed (every live schema of that line was re-merged).
+                payloads = [str(i) for i in batch.definitions]
+                payloads += [f"line:{line}" for line in batch.globals_]
+                if payloads:
+                    await conn.execute("SELECT pg_notify($1, p) FROM unnest($2::text[]) AS p",
+                                       DEFINITIONS_CHANNEL, payloads)
             except BaseException:
                 self._folder.forget()
                 raise
