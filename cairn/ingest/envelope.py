@@ -131,12 +131,23 @@ def parse_each(items: Sequence[Any]) -> list[EventIn | ValidationFailed]:
     return events
 
 
+# Rows travel as value lists in these column orders (JSONCompactEachRow): no key per value
+# to build, serialize or parse.
+EVENT_COLUMNS = ("event_id", "business_line", "event", "timestamp", "received_at", "user_id",
+                 "anonymous_id", "person_id", "session_id", "platform", "app_version",
+                 "definition_version", "warnings", "properties", "properties_json", "level")
+QUARANTINE_COLUMNS = ("event_id", "business_line", "event", "received_at", "timestamp",
+                      "reasons", "payload")
+EV_ID, EV_LINE, EV_TS = 0, 1, 3
+Q_ID = 0
+
+
 @dataclass
 class Prepared:
-    """One request's (or message's) rows, ready for the sink."""
+    """One request's (or message's) rows, ready for the sink (value lists, see *_COLUMNS)."""
 
-    events: list[dict[str, Any]] = field(default_factory=list)
-    quarantine: list[dict[str, Any]] = field(default_factory=list)
+    events: list[list[Any]] = field(default_factory=list)
+    quarantine: list[list[Any]] = field(default_factory=list)
     identities: list[dict[str, Any]] = field(default_factory=list)
     client_ids: list[str] = field(default_factory=list)  # ids the client chose: may repeat
 
@@ -188,27 +199,23 @@ def prepare(events: Sequence[EventIn], raws: Sequence[Any], business_line: str,
         if ts_ms is None:
             outcome.reasons.append("bad_timestamp")
         if outcome.reasons:
-            out.quarantine.append({
-                "event_id": event_id, "business_line": business_line, "event": name,
-                "received_at": received, "timestamp": None if ts_ms is None else ts_ms / 1000,
-                "reasons": outcome.reasons, "payload": orjson.dumps(raw).decode(),
-            })
+            out.quarantine.append([
+                event_id, business_line, name, received,
+                None if ts_ms is None else ts_ms / 1000, outcome.reasons,
+                orjson.dumps(raw).decode(),
+            ])
             continue
         user = event.get("user_id") or ""
         anon = event.get("anonymous_id") or ""
         schema = outcome.schema
         ts = ts_ms / 1000  # type: ignore[operator]
-        out.events.append({
-            "event_id": event_id, "business_line": business_line, "event": name,
-            "timestamp": ts, "received_at": received, "user_id": user, "anonymous_id": anon,
-            "person_id": user or anon, "session_id": event.get("session_id") or "",
-            "platform": event.get("platform") or "", "app_version": event.get("app_version")
-            or "", "definition_version": schema.version or "" if schema else "",
-            "warnings": outcome.warnings,
-            "properties": {k: _text(v) for k, v in props.items() if v is not None},
-            "properties_json": orjson.dumps(props).decode() if props else "",
-            "level": schema.level if schema else "B",
-        })
+        out.events.append([
+            event_id, business_line, name, ts, received, user, anon, user or anon,
+            event.get("session_id") or "", event.get("platform") or "",
+            event.get("app_version") or "", schema.version or "" if schema else "",
+            outcome.warnings, {k: _text(v) for k, v in props.items() if v is not None},
+            orjson.dumps(props).decode() if props else "", schema.level if schema else "B",
+        ])
         if name == IDENTIFY and user and anon:
             out.identities.append({"anonymous_id": anon, "user_id": user,
                                    "business_line": business_line, "linked_at": ts})

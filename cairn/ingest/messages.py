@@ -12,7 +12,7 @@ from typing import Any
 
 import orjson
 
-from cairn.ingest.envelope import Prepared
+from cairn.ingest.envelope import EV_ID, EV_LINE, EV_TS, Q_ID, Prepared
 
 VERSION = 1
 
@@ -54,18 +54,18 @@ def encode_prepared(prepared: Prepared) -> Encoded:
     out = Encoded(client_ids=prepared.client_ids, identities=prepared.identities)
     dumps = orjson.dumps
     for row in prepared.events:
-        out.event_ids.append(row["event_id"])
+        out.event_ids.append(row[EV_ID])
         out.event_lines.append(dumps(row))
-        ts = row["timestamp"]
-        span = out.spans.get(row["business_line"])
+        ts = row[EV_TS]
+        span = out.spans.get(row[EV_LINE])
         if span is None:
-            out.spans[row["business_line"]] = [ts, ts]
+            out.spans[row[EV_LINE]] = [ts, ts]
         elif ts < span[0]:
             span[0] = ts
         elif ts > span[1]:
             span[1] = ts
     for row in prepared.quarantine:
-        out.quarantine_ids.append(row["event_id"])
+        out.quarantine_ids.append(row[Q_ID])
         out.quarantine_lines.append(dumps(row))
     return out
 

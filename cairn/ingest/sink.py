@@ -26,7 +26,15 @@ import orjson
 
 from cairn.errors import CairnError, ValidationFailed
 from cairn.ingest.bus import Delivery
-from cairn.ingest.envelope import ID_NAMESPACE, EventIn, Prepared, parse_each, prepare
+from cairn.ingest.envelope import (
+    EVENT_COLUMNS,
+    ID_NAMESPACE,
+    QUARANTINE_COLUMNS,
+    EventIn,
+    Prepared,
+    parse_each,
+    prepare,
+)
 from cairn.ingest.keys import WriteKeys
 from cairn.ingest.messages import BadMessage, Encoded, RawBatch, decode, encode_prepared
 from cairn.ingest.registry import Registry
@@ -208,11 +216,12 @@ class ClickHouseSink:
     async def _insert(self, rows: Encoded, token: str) -> None:
         for attempt in range(1, self._attempts + 1):
             try:
-                for table, lines in (("events", rows.event_lines),
-                                     ("quarantine", rows.quarantine_lines)):
+                for table, columns, lines in (
+                        ("events", EVENT_COLUMNS, rows.event_lines),
+                        ("quarantine", QUARANTINE_COLUMNS, rows.quarantine_lines)):
                     if lines:
                         await self._olap.insert_json_lines(
-                            table, b"\n".join(lines),
+                            table, b"\n".join(lines), columns=columns,
                             settings={"insert_deduplication_token": f"{token}-{table}"})
                 if rows.identities:
                     await self._olap.insert("identities", rows.identities, settings={
@@ -244,11 +253,9 @@ class ClickHouseSink:
         # Anything still unsettled is redelivered by the broker (or failed by the memory bus).
 
 
-def _bad_envelope(message: RawBatch, raw: object, problem: str,
-                  seed: str) -> dict[str, object]:
+def _bad_envelope(message: RawBatch, raw: object, problem: str, seed: str) -> list[object]:
     name = raw.get("event") if isinstance(raw, dict) else None
     received = message.received_ms / 1000
-    return {"event_id": str(uuid.uuid5(ID_NAMESPACE, seed)), "business_line": message.business_line,
-            "event": name if isinstance(name, str) else "", "received_at": received,
-            "timestamp": None, "reasons": [f"bad_envelope:{problem}"],
-            "payload": orjson.dumps(raw).decode()}
+    return [str(uuid.uuid5(ID_NAMESPACE, seed)), message.business_line,
+            name if isinstance(name, str) else "", received, None, [f"bad_envelope:{problem}"],
+            orjson.dumps(raw).decode()]  # QUARANTINE_COLUMNS

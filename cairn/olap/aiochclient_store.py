@@ -21,6 +21,7 @@ from cairn.olap.port import (
     Row,
     check_identifier,
     encode_params,
+    insert_head,
     settings_clause,
 )
 
@@ -112,14 +113,31 @@ class HttpClickHouse(ClickHouse):
         await self._call(self._client(None).execute(sql, *rows))
 
     async def insert_json_lines(
-        self, table: str, body: bytes, *, settings: Mapping[str, str | int] | None = None
+        self, table: str, body: bytes, *, columns: Sequence[str] | None = None,
+        settings: Mapping[str, str | int] | None = None,
     ) -> None:
         if not body:
             return
-        check_identifier(table)
+        head = insert_head(table, columns, settings)
         await self._ensure_database()
-        sql = f"INSERT INTO {table}{settings_clause(settings)} FORMAT JSONEachRow"
-        await self._call(self._client(None).execute(sql, _Lines(body)))
+        if columns is None:
+            await self._call(self._client(None).execute(head, _Lines(body)))
+            return
+        # aiochclient only streams rows for JSONEachRow: send this one over the HTTP
+        # interface directly (statement in the URL, rows as the body), same credentials.
+        self._client(None)  # opens the session if needed
+        assert self._session is not None
+        params = {"query": head, "database": self.database}
+        if self._user:
+            params["user"] = self._user
+        if self._password:
+            params["password"] = self._password
+        try:
+            async with self._session.post(self._base, params=params, data=body) as resp:
+                if resp.status != 200:
+                    raise OlapError((await resp.text())[:2000])
+        except aiohttp.ClientError as exc:
+            raise OlapError(f"ClickHouse unreachable: {exc}") from exc
 
     async def ping(self) -> None:
         client = self._client(None, database="default")

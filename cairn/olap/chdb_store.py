@@ -22,7 +22,7 @@ from cairn.olap.port import (
     Row,
     check_identifier,
     encode_params,
-    settings_clause,
+    insert_head,
 )
 
 # Start-up settings: JSON output keeps 64-bit integers as numbers, like the HTTP adapter.
@@ -119,13 +119,13 @@ class ChdbClickHouse(ClickHouse):
         await self.insert_json_lines(table, body, settings=settings)
 
     async def insert_json_lines(
-        self, table: str, body: bytes, *, settings: Mapping[str, str | int] | None = None
+        self, table: str, body: bytes, *, columns: Sequence[str] | None = None,
+        settings: Mapping[str, str | int] | None = None,
     ) -> None:
         if not body:
             return
-        check_identifier(table)
-        sql = f"INSERT INTO {table}{settings_clause(settings)} FORMAT JSONEachRow\n"
-        await self._run(sql + body.decode(), None, "CSV")
+        head = insert_head(table, columns, settings)
+        await self._run(f"{head}\n{body.decode()}", None, "CSV")
 
     async def ping(self) -> None:
         await self._run("SELECT 1", None, "CSV")

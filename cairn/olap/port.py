@@ -86,9 +86,13 @@ class ClickHouse(ABC):
 
     @abstractmethod
     async def insert_json_lines(
-        self, table: str, body: bytes, *, settings: Mapping[str, str | int] | None = None
+        self, table: str, body: bytes, *, columns: Sequence[str] | None = None,
+        settings: Mapping[str, str | int] | None = None,
     ) -> None:
-        """Insert rows already serialized as JSONEachRow, one object per line (hot path)."""
+        """Insert rows already serialized one per line (hot path): JSON objects
+        (JSONEachRow), or with ``columns`` JSON arrays of values in that order
+        (JSONCompactEachRow)."""
+
 
     @abstractmethod
     async def ping(self) -> None:
@@ -113,3 +117,12 @@ def settings_clause(settings: Mapping[str, str | int] | None) -> str:
         literal = str(value) if isinstance(value, int) else _quote(value)
         parts.append(f"{key} = {literal}")
     return " SETTINGS " + ", ".join(parts)
+
+
+def insert_head(table: str, columns: Sequence[str] | None,
+                settings: Mapping[str, str | int] | None) -> str:
+    check_identifier(table)
+    if columns is None:
+        return f"INSERT INTO {table}{settings_clause(settings)} FORMAT JSONEachRow"
+    names = ", ".join(check_identifier(c) for c in columns)
+    return f"INSERT INTO {table} ({names}){settings_clause(settings)} FORMAT JSONCompactEachRow"

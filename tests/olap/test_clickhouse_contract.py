@@ -81,10 +81,12 @@ async def test_preserialized_lines_insert_like_rows(clickhouse: ClickHouse) -> N
         await clickhouse.insert_json_lines("lines", body,
                                            settings={"insert_deduplication_token": "t1"})
     await clickhouse.insert_json_lines("lines", b"")
+    await clickhouse.insert_json_lines("lines", b'[0.25, 3, {"b": "y"}]',
+                                       columns=("at", "id", "tags"))
     rows = await clickhouse.fetch(
         "SELECT id, tags, toUnixTimestamp64Milli(at) AS ms FROM lines ORDER BY id")
     assert rows == [{"id": 1, "tags": {"a": "x"}, "ms": 1767225600123},
-                    {"id": 2, "tags": {}, "ms": 500}]
+                    {"id": 2, "tags": {}, "ms": 500}, {"id": 3, "tags": {"b": "y"}, "ms": 250}]
 
 
 async def test_concurrent_queries_all_answer(clickhouse: ClickHouse) -> None:
