@@ -15,6 +15,7 @@ from typing import Any
 
 import orjson
 
+from cairn.errors import Unavailable
 from cairn.olap.port import (
     ClickHouse,
     OlapError,
@@ -90,9 +91,15 @@ class ChdbClickHouse(ClickHouse):
             async with self._opening:
                 if self._pool is None:
                     path = _claim_path(self._path)
-                    self._pool = await asyncio.to_thread(
-                        _SessionPool, path, self.database, self._size
-                    )
+                    try:
+                        self._pool = await asyncio.to_thread(
+                            _SessionPool, path, self.database, self._size
+                        )
+                    except RuntimeError as exc:  # chDB's "Error initializing EmbeddedServer"
+                        raise Unavailable(
+                            f"embedded ClickHouse at {path} cannot open (is another Cairn "
+                            "process using this data dir? chDB allows one process per data "
+                            "dir; stop it, or set CAIRN_CLICKHOUSE_URL)") from exc
         return self._pool
 
     async def _run(self, sql: str, params: Mapping[str, Param] | None, fmt: str) -> bytes:
