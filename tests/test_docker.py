@@ -42,10 +42,18 @@ def test_cairn_processes_are_wired_by_the_contract_variables() -> None:
         assert set(svc["depends_on"]) >= {"postgres", "rabbitmq", "clickhouse"}
         assert svc["command"][0] in {"serve", "consume", "monitor"}
     assert services["consumer"]["command"] == ["consume"]
+    assert services["monitor"]["command"] == ["monitor"]
+    assert serve_env_off(services["cairn"]) == {"CAIRN_EMBEDDED_CONSUMER", "CAIRN_EMBEDDED_MONITOR"}
     serve = services["cairn"]
     assert serve["environment"]["CAIRN_EMBEDDED_CONSUMER"] == "false"
     assert serve["ports"] == ["8080:8080"]
     assert serve["environment"]["CAIRN_HTTP_PORT"] == "8080"
+
+
+def serve_env_off(svc: dict[str, Any]) -> set[str]:
+    """The embedded processes the serve container turns off (they run as services)."""
+    return {k for k, v in svc["environment"].items() if k.startswith("CAIRN_EMBEDDED_")
+            and v == "false"}
 
 
 def test_dockerfile_runs_the_cli() -> None:
