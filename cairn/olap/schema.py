@@ -115,6 +115,8 @@ MIGRATIONS: list[tuple[int, str]] = [
         AS SELECT user_id, anonymous_id, linked_at FROM identities"""),
     (11, """INSERT INTO identities_by_user SELECT user_id, anonymous_id, linked_at
         FROM identities"""),
+    # Tables created before the column existed get it (a no-op on new ones).
+    (12, """ALTER TABLE events ADD COLUMN IF NOT EXISTS properties_json String DEFAULT ''"""),
 ]
 
 
