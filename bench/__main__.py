@@ -7,6 +7,8 @@ import asyncio
 import importlib
 import json
 import pkgutil
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -26,7 +28,16 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="smaller sizes, for a smoke run")
     args = parser.parse_args()
     RESULTS.mkdir(exist_ok=True)
-    for name in args.names or available():
+    names = args.names or available()
+    if len(names) > 1:
+        # One process each: chDB opens one data directory per process.
+        failed = [name for name in names if subprocess.run(
+            [sys.executable, "-m", "bench", name, *(["--quick"] if args.quick else [])],
+            check=False).returncode != 0]
+        if failed:
+            sys.exit(f"benchmarks failed: {', '.join(failed)}")
+        return
+    for name in names:
         module = importlib.import_module(f"bench.bench_{name}")
         started = time.time()
         result: dict[str, Any] = asyncio.run(module.main(args))

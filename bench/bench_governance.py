@@ -19,21 +19,18 @@ from aiohttp import web
 
 from bench.common import (
     Stopwatch,
-    on_fresh_stores,
+    on_fresh_container,
     summary_ms,
     table,
 )
-from cairn.bootstrap import build
+from cairn.bootstrap import Container
 from cairn.domain.definition import EventDefinition
 from cairn.domain.governance import Governance
 from cairn.domain.properties import PropertySpec, PropertyType
-from cairn.ingest.memory_bus import MemoryBus
-from cairn.olap.chdb_store import ChdbClickHouse
 from cairn.projections.fold import Folder
 from cairn.projections.rebuild import rebuild
 from cairn.projections.runner import write_batch
 from cairn.projections.tables import DEFINITIONS_CHANNEL
-from cairn.settings import Settings
 from cairn.web import create_app
 
 LINES = ("shop", "games", "travel", "video", "finance")
@@ -115,13 +112,11 @@ async def http_latency(session: aiohttp.ClientSession, url: str, query: str,
 
 async def main(args: argparse.Namespace) -> dict[str, Any]:
     total = 2_000 if args.quick else 40_000
-    return await on_fresh_stores(lambda url, tmp: _run(args, total, url, tmp))
+    return await on_fresh_container(TOKEN, lambda c, tmp: _run(args, total, c, tmp))
 
 
-async def _run(args: argparse.Namespace, total: int, url: str, tmp: Path) -> dict[str, Any]:
-    settings = Settings(database_url=url, data_dir=tmp, admin_token=TOKEN)
-    container = await build(settings, olap=ChdbClickHouse(tmp / "ch"), bus=MemoryBus(),
-                            run_projections=False)
+async def _run(args: argparse.Namespace, total: int, container: Container,
+               tmp: Path) -> dict[str, Any]:
     app = container.governance
     assert app is not None
     result: dict[str, Any] = {"definitions": total}
@@ -224,7 +219,6 @@ async def _run(args: argparse.Namespace, total: int, url: str, tmp: Path) -> dic
     result["replay_60_events_no_snapshot"] = summary_ms(plain)
     result["replay_60_events_with_snapshots"] = summary_ms(snap)
     await server.cleanup()
-    await container.close()
 
     print(table(f"Governance benchmark ({total} definitions, {events} events)", [
         {"measure": "commands/s (one save per command)",

@@ -25,23 +25,20 @@ from aiosmtpd.controller import Controller
 
 from bench.common import (
     Stopwatch,
-    on_fresh_stores,
+    on_fresh_container,
     summary_ms,
     table,
 )
-from cairn.bootstrap import build
+from cairn.bootstrap import Container
 from cairn.domain.definition import EventDefinition
 from cairn.domain.governance import Governance
 from cairn.domain.properties import PropertySpec, PropertyType
-from cairn.ingest.memory_bus import MemoryBus
 from cairn.notifications.digest import Digests
 from cairn.notifications.mail import SmtpMailer
 from cairn.notifications.monitor import Monitor, RunReport
-from cairn.olap.chdb_store import ChdbClickHouse
 from cairn.olap.port import ClickHouse
 from cairn.projections.rebuild import rebuild
 from cairn.projections.runner import ProjectionRunner
-from cairn.settings import Settings
 from cairn.web import create_app
 
 LINES = ("shop", "games", "travel", "video", "finance")
@@ -137,13 +134,11 @@ def phases(report: RunReport) -> dict[str, Any]:
 
 async def main(args: argparse.Namespace) -> dict[str, Any]:
     total = 2_000 if args.quick else 40_000
-    return await on_fresh_stores(lambda url, tmp: _run(args, total, url, tmp))
+    return await on_fresh_container(TOKEN, lambda c, tmp: _run(args, total, c, tmp))
 
 
-async def _run(args: argparse.Namespace, total: int, url: str, tmp: Path) -> dict[str, Any]:
-    settings = Settings(database_url=url, data_dir=tmp, admin_token=TOKEN)
-    container = await build(settings, olap=ChdbClickHouse(tmp / "ch"), bus=MemoryBus(),
-                            run_projections=False)
+async def _run(args: argparse.Namespace, total: int, container: Container,
+               tmp: Path) -> dict[str, Any]:
     app = container.governance
     assert app is not None
     result: dict[str, Any] = {"definitions": total}
@@ -190,7 +185,6 @@ async def _run(args: argparse.Namespace, total: int, url: str, tmp: Path) -> dic
                                      3 if args.quick else 10))
     finally:
         smtp.stop()
-        await container.close()
 
     print(table(f"Monitor benchmark ({total} definitions, {result['clickhouse_rows']} "
                 "ClickHouse rows)", [

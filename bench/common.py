@@ -82,3 +82,23 @@ async def on_fresh_stores(run: Callable[[str, Path], Awaitable[T]]) -> T:
         return await run(url, tmp)
     finally:
         await drop_database(url)
+
+
+async def on_fresh_container(token: str, run: Callable[[Any, Path], Awaitable[T]]) -> T:
+    """``run(container, data_dir)`` on fresh stores: chDB in the data dir, in-process bus,
+    no projection runner (benchmarks drive projections themselves); closed afterwards."""
+    from cairn.bootstrap import build
+    from cairn.ingest.memory_bus import MemoryBus
+    from cairn.olap.chdb_store import ChdbClickHouse
+    from cairn.settings import Settings
+
+    async def with_container(url: str, tmp: Path) -> T:
+        settings = Settings(database_url=url, data_dir=tmp, admin_token=token)
+        container = await build(settings, olap=ChdbClickHouse(tmp / "ch"), bus=MemoryBus(),
+                                run_projections=False)
+        try:
+            return await run(container, tmp)
+        finally:
+            await container.close()
+
+    return await on_fresh_stores(with_container)

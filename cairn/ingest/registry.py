@@ -10,7 +10,6 @@ name, so an event sent right after ``publish`` is not quarantined by a reload in
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from typing import Any
@@ -22,6 +21,7 @@ import orjson
 from cairn.ingest.validation import STORED_STAGES, LiveSchema
 from cairn.postgres import Listener, listen, unlisten
 from cairn.projections.tables import DEFINITIONS_CHANNEL
+from cairn.tasks import cancel
 
 log = logging.getLogger(__name__)
 _SELECT = """SELECT business_line, name, stage, level, live_version, live_properties
@@ -115,10 +115,7 @@ class Registry:
         return schema
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await cancel(self._task)
+        self._task = None
         await unlisten(self._pool, self._listener)
         self._listener = None

@@ -31,6 +31,7 @@ from cairn.projections.fold import (
     version_rows,
 )
 from cairn.projections.tables import DDL, DEFINITIONS_CHANNEL
+from cairn.tasks import cancel
 
 log = logging.getLogger(__name__)
 if TYPE_CHECKING:
@@ -214,10 +215,7 @@ class ProjectionRunner:
 
     async def stop(self) -> None:
         self._stopping = True
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await cancel(self._task)
+        self._task = None
         await unlisten(self._pool, self._listener)
         self._listener = None
