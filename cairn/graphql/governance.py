@@ -141,7 +141,23 @@ async def _change(info: Info, ident: str, expected_revision: int | None,
 
     app = _app(info)
     aggregate = await asyncio.to_thread(app.change, _uuid(ident), expected_revision, guarded)
+    await settle(info, aggregate.id)
     return EventDefinition.from_aggregate(aggregate)
+
+
+async def settle(info: Info, ident: UUID | None = None, line: str | None = None) -> None:
+    """Read your writes: once a mutation answers, queries and ingestion in this process see
+    it (the read models have caught up, the validator's registry holds the new schema)."""
+    container = info.context.container
+    runner, app = container.projections, container.governance
+    if runner is not None and app is not None:
+        last = await asyncio.to_thread(app.recorder.max_notification_id)
+        try:
+            await runner.wait_for(last or 0, within=5)
+        except TimeoutError:
+            return  # slow projection: the answer stands, visibility follows shortly
+    if container.ingest is not None:
+        await container.ingest.registry.reload(ident, line)
 
 
 @strawberry.type
@@ -234,6 +250,7 @@ class GovernanceMutation:
             _app(info).request_definition, business_line=input.business_line, name=input.name,
             display_name=input.display_name, description=input.description, owner=input.owner,
             requirement=input.requirement, actor=who.name, note=input.note)
+        await settle(info, aggregate.id)
         return EventDefinition.from_aggregate(aggregate)
 
     @strawberry.mutation(description="In REQUIREMENT or DESIGN: (re)designs the draft. In "
@@ -306,6 +323,7 @@ class GovernanceMutation:
         aggregate = await asyncio.to_thread(
             _app(info).define_global_properties, business_line, _specs(properties),
             actor=who.name, note=note)
+        await settle(info, line=business_line)
         return str(aggregate.current_version)
 
 

@@ -3,8 +3,8 @@
 Loaded from the ``rm_definitions`` read model once, then kept current from the projection's
 NOTIFYs: each names a changed definition (or ``line:<name>`` when a line's global properties
 changed), and only those rows are re-read, a burst of them in one query (debounced). A miss
-(unknown or not-online event) may re-read that one definition, at most once per second per
-name, so an event sent right after ``publish`` is not quarantined by a reload in flight.
+(unknown or not-online event) may re-read that one definition, at most four times a second
+per name, so an event sent right after ``publish`` is not quarantined by a reload in flight.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from cairn.tasks import cancel
 log = logging.getLogger(__name__)
 _SELECT = """SELECT business_line, name, stage, level, live_version, live_properties
              FROM rm_definitions"""
-_MISS_RECHECK_SECONDS = 1.0
+_MISS_RECHECK_SECONDS = 0.25
 
 
 def _schema(row: asyncpg.Record) -> LiveSchema:
@@ -74,6 +74,14 @@ class Registry:
                 self._pending |= pending | {"*"}
                 await asyncio.sleep(1)
                 self._dirty.set()
+
+    async def reload(self, ident: UUID | None = None, business_line: str | None = None) -> None:
+        """Re-read one definition, or every definition of a line, now."""
+        pending = {str(ident)} if ident is not None else set()
+        if business_line:
+            pending.add(f"line:{business_line}")
+        if pending:
+            await self._reload(pending)
 
     async def _reload(self, pending: set[str]) -> None:
         if "*" in pending or len(pending) > 5000:

@@ -184,3 +184,28 @@ async def test_framework_errors_are_json_too(client: Client) -> None:
     assert resp.status == 405 and (await resp.json())["error"]
     resp = await client.get("/nope")
     assert resp.status == 404 and (await resp.json())["error"]
+
+
+async def test_an_event_right_after_publish_is_valid(client: Client, container: Container) -> None:
+    """Read your writes: the publish answer means the validator already knows the schema."""
+    key = await write_key(client)
+
+    async def mutate(query: str, **variables: Any) -> Any:
+        resp = await client.post("/graphql", json={"query": query, "variables": variables},
+                                 headers={"Authorization": f"Bearer {ADMIN_TOKEN}"})
+        body = await resp.json()
+        assert "errors" not in body, body
+        return body["data"]
+
+    made = await mutate("""mutation { requestDefinition(input: {businessLine: "shop",
+        name: "fresh_one", owner: "o@x.example"}) { id } }""")
+    ident = made["requestDefinition"]["id"]
+    await mutate("""mutation($i: ID!) { designSchema(id: $i, properties: [{name: "n",
+        type: INTEGER, required: true}]) { id } }""", i=ident)
+    event = {"event": "fresh_one", "user_id": "u", "properties": {"n": 1}}
+    for step in ("markDeveloped(id: $i)", "recordTestRun(id: $i, passed: true)",
+                 "markTested(id: $i)"):
+        await mutate(f"mutation($i: ID!) {{ {step} {{ id }} }}", i=ident)
+        assert (await track(client, key, event))[1] == {"accepted": 0, "invalid": 1}
+    await mutate("mutation($i: ID!) { publish(id: $i) { id } }", i=ident)
+    assert (await track(client, key, event))[1] == {"accepted": 1, "invalid": 0}
