@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml
 run: $(STAMP)
 	$(BIN)/cairn serve
 
-# Demo data (stop `make run` first: embedded ClickHouse allows one process per data dir).
+# Demo data: through the running service's API if `make run` is up, else into the stores.
 demo: $(STAMP)
 	$(BIN)/cairn demo
 

@@ -84,16 +84,38 @@ async def monitor(settings: Settings, once: bool) -> None:
 
 
 async def demo(settings: Settings, events: int) -> None:
-    """Demo definitions through their whole life, and ``events`` tracked events."""
+    """Demo definitions through their whole life, and ``events`` tracked events: through the
+    running service's API when one answers, else straight into the stores."""
     import time
 
-    from cairn.demo import load
+    import aiohttp
 
+    from cairn.demo import load
+    from cairn.demo_http import load_over_http
+
+    started = time.perf_counter()
+    base = f"http://{settings.http_host}:{settings.http_port}"
+    try:
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=2)) as http, \
+                http.get(f"{base}/readyz") as resp:
+            running = resp.status == 200
+    except (aiohttp.ClientError, TimeoutError):
+        running = False
+    if running:
+        token_file = settings.data_dir / "admin-token"
+        token = settings.admin_token or (token_file.read_text().strip()
+                                         if token_file.exists() else None)
+        if token is None:
+            raise SettingsError("CAIRN_ADMIN_TOKEN: needed to load the demo through the "
+                                "running service")
+        sent = await load_over_http(base, token, events)
+        print(f"demo loaded through {base}: {sent} events tracked "
+              f"({time.perf_counter() - started:.1f} s)")
+        return
     configure_executor()
     container = await build(settings, start_bus=False, consume=False)
     try:
         assert container.governance is not None and container.projections is not None
-        started = time.perf_counter()
         definitions, stored = await load(container.governance, container.olap, events)
         last = await asyncio.to_thread(container.governance.recorder.max_notification_id)
         await container.projections.wait_for(last or 0, within=120)
@@ -127,7 +149,7 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("serve", help="run the HTTP service (GraphQL, ingestion, health)")
     sub.add_parser("consume", help="run the RabbitMQ → ClickHouse consumer")
     demo_cmd = sub.add_parser("demo", help="load demo definitions and a few million events "
-                              "(stop `cairn serve` first when ClickHouse is embedded)")
+                              "(through the running service's API if one answers)")
     demo_cmd.add_argument("--events", type=int, default=3_000_000)
     monitor_cmd = sub.add_parser("monitor", help="run the health monitor (also embedded in "
                                  "serve unless CAIRN_EMBEDDED_MONITOR=false)")

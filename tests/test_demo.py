@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from cairn.bootstrap import Container
 from cairn.demo import load
 
@@ -29,3 +31,19 @@ async def test_demo_loads_definitions_and_traffic_and_can_run_twice(
     assert int(await container.olap.fetchval("SELECT count() FROM identities")) > 0
     again, more = await load(container.governance, container.olap, 1_000)
     assert again == 11 and more > stored  # definitions kept, traffic added
+
+
+async def test_demo_through_a_running_service(client: Any, container: Container) -> None:
+    from cairn.demo_http import load_over_http
+    from tests.conftest import ADMIN_TOKEN
+
+    base = str(client.make_url("")).rstrip("/")
+    sent = await load_over_http(base, ADMIN_TOKEN, 4_000)
+    assert sent == 4_000
+    stages = dict(await container.pool.fetch(
+        "SELECT stage, count(*) FROM rm_definitions GROUP BY stage"))
+    assert stages == {"ONLINE": 8, "DEPRECATED": 1, "REQUIREMENT": 2}
+    stored = int(await container.olap.fetchval("SELECT count() FROM events"))
+    quarantined = int(await container.olap.fetchval("SELECT count() FROM quarantine"))
+    assert stored + quarantined == sent and quarantined > 0  # every event somewhere
+    assert int(await container.olap.fetchval("SELECT count() FROM identities")) > 0
