@@ -32,7 +32,9 @@ async def generate(store: ClickHouse, events: int, persons: int, sessions: int,
             FROM numbers({events})
         )"""
     await store.execute(f"""
-        INSERT INTO events
+        INSERT INTO events (event_id, business_line, event, timestamp, received_at, user_id,
+            anonymous_id, person_id, session_id, platform, app_version, definition_version,
+            warnings, properties, level)
         SELECT generateUUIDv4(n) AS event_id,
                if(p % 10 = 9, 'travel', 'shop') AS business_line,
                if(n % {per_session} = 0, 'app_start',
