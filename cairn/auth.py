@@ -59,6 +59,16 @@ class Principal:
         if not self.can_read(business_line):
             raise Forbidden(f"{self.role.value} token may not read business line {business_line}")
 
+    def read_scope(self, business_line: str | None) -> str | None:
+        """The business line a read covers: a viewer or editor scoped to one line reads only
+        that line (asking for another is FORBIDDEN); others read what they ask for."""
+        if self.business_line is not None and self.role in (Role.VIEWER, Role.EDITOR):
+            if business_line not in (None, self.business_line):
+                self.require_read(business_line)
+            return self.business_line
+        self.require_read(business_line)
+        return business_line
+
     def require_edit(self, business_line: str) -> None:
         if self.role is Role.ADMIN or (self.role is Role.EDITOR and self.covers(business_line)):
             return

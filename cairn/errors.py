@@ -40,6 +40,13 @@ class ValidationFailed(CairnError):
     http_status = 400
 
 
+class TooLarge(CairnError):
+    """A request over a size limit (HTTP 413)."""
+
+    code = "TOO_LARGE"
+    http_status = 413
+
+
 class Unavailable(CairnError):
     """A store or the bus does not answer; the caller may retry."""
 

@@ -207,15 +207,8 @@ class TrackedEvent:
     properties: JSON
 
 
-def _scope(info: Info, business_line: str | None) -> str | None:
-    """Authorise; a token scoped to one business line queries only that line."""
-    who = info.context.caller()
-    if who.business_line is not None and who.role.value in ("viewer", "editor"):
-        if business_line not in (None, who.business_line):
-            who.require_read(business_line)
-        return who.business_line
-    who.require_read(business_line)
-    return business_line
+def _line(info: Info, business_line: str | None) -> str | None:
+    return info.context.caller().read_scope(business_line)
 
 
 async def _cached(info: Info, kind: str, query: Any, run: Callable[[], Awaitable[T]]) -> T:
@@ -232,7 +225,7 @@ class AnalyticsQuery:
     @strawberry.field
     async def event_trend(self, info: Info, input: TrendInput) -> TrendResult:
         query = trq.TrendQuery(
-            events=tuple(input.events), business_line=_scope(info, input.business_line),
+            events=tuple(input.events), business_line=_line(info, input.business_line),
             metric=input.metric, property=input.property,
             from_=input.from_, to=input.to, granularity=input.granularity,
             breakdown=tuple(input.breakdown or ()), filters=_filters(input.filters),
@@ -248,7 +241,7 @@ class AnalyticsQuery:
         query = fq.FunnelQuery(
             steps=tuple(fq.FunnelStepInput(event=s.event, filters=_filters(s.filters))
                         for s in input.steps),
-            business_line=_scope(info, input.business_line), from_=input.from_, to=input.to,
+            business_line=_line(info, input.business_line), from_=input.from_, to=input.to,
             window_seconds=input.window_seconds, order=input.order,
             open=input.open, breakdown=input.breakdown, filters=_filters(input.filters))
         result = await _cached(info, "funnel", query,
@@ -264,7 +257,7 @@ class AnalyticsQuery:
     async def retention(self, info: Info, input: RetentionInput) -> RetentionResult:
         query = rq.RetentionQuery(
             start_event=input.start_event, return_event=input.return_event,
-            business_line=_scope(info, input.business_line), from_=input.from_, to=input.to,
+            business_line=_line(info, input.business_line), from_=input.from_, to=input.to,
             period=input.period, periods=input.periods,
             mode=input.mode, filters=_filters(input.filters))
         result = await _cached(info, "retention", query,
@@ -275,7 +268,7 @@ class AnalyticsQuery:
     async def paths(self, info: Info, input: PathsInput) -> PathsResult:
         query = pq.PathsQuery(
             start_event=input.start_event, end_event=input.end_event,
-            business_line=_scope(info, input.business_line), from_=input.from_, to=input.to,
+            business_line=_line(info, input.business_line), from_=input.from_, to=input.to,
             depth=input.depth, max_links=input.max_links, filters=_filters(input.filters))
         result = await _cached(info, "paths", query,
                                lambda: query.run(info.context.container.olap))
@@ -290,7 +283,7 @@ class AnalyticsQuery:
         from_: Annotated[datetime | None, strawberry.argument(name="from")] = None,
         to: datetime | None = None, limit: int | None = 200,
     ) -> list[TrackedEvent]:
-        query = tq.TimelineQuery(user=user, business_line=_scope(info, None), from_=from_, to=to,
+        query = tq.TimelineQuery(user=user, business_line=_line(info, None), from_=from_, to=to,
                                  limit=200 if limit is None else limit)
         events = await query.run(info.context.container.olap)
         return [TrackedEvent(event_id=strawberry.ID(e.event_id), event=e.event,

@@ -10,7 +10,6 @@ from uuid import UUID
 import strawberry
 from strawberry.scalars import JSON
 
-from cairn.auth import Principal
 from cairn.domain.definition import EventDefinition as DefinitionAggregate
 from cairn.domain.governance import Governance
 from cairn.domain.properties import PropertySpec as DomainSpec
@@ -115,15 +114,6 @@ def _uuid(value: str) -> UUID:
         raise ValidationFailed(f"{value!r} is not a definition id") from None
 
 
-def _read_scope(who: Principal, business_line: str | None) -> str | None:
-    """A token scoped to one business line reads only that line."""
-    if who.business_line is not None and who.role.value in ("viewer", "editor"):
-        if business_line not in (None, who.business_line):
-            who.require_read(business_line)
-        return who.business_line
-    return business_line
-
-
 def _specs(properties: list[PropertySpecInput]) -> list[DomainSpec]:
     return [DomainSpec(name=p.name, type=DomainType(p.type.value), required=p.required,
                        description=p.description,
@@ -186,7 +176,7 @@ class GovernanceQuery:
         who = info.context.caller()
         f = filter or DefinitionFilter()
         query = queries.DefinitionQuery(
-            business_line=_read_scope(who, f.business_line),
+            business_line=who.read_scope(f.business_line),
             stage=f.stage.value if f.stage else None, level=f.level.value if f.level else None,
             health=f.health.value if f.health else None, owner=f.owner, search=f.search)
         rows, more, total = await queries.page(info.context.container.pool, query,
@@ -227,7 +217,7 @@ class GovernanceQuery:
     async def governance_summary(self, info: Info,
                                  business_line: str | None = None) -> GovernanceSummary:
         who = info.context.caller()
-        line = _read_scope(who, business_line)
+        line = who.read_scope(business_line)
         counts = await queries.summary(info.context.container.pool, line)
         return GovernanceSummary(
             total=counts["total"],
@@ -333,7 +323,7 @@ class GovernanceSubscription:
     async def definition_changed(self, info: Info, business_line: str | None = None
                                  ) -> AsyncGenerator[DefinitionChange, None]:
         who = info.context.caller()
-        line = _read_scope(who, business_line)
+        line = who.read_scope(business_line)
         feed = info.context.container.feed
         assert feed is not None
         async for change in feed.subscribe(line):

@@ -10,7 +10,7 @@ from uuid import UUID
 import strawberry
 
 from cairn.graphql.context import Info
-from cairn.graphql.governance import _change, _read_scope
+from cairn.graphql.governance import _change
 from cairn.graphql.governance_types import EventDefinition, GovernanceLevel, HealthStatus
 from cairn.projections import queries
 
@@ -53,7 +53,7 @@ class HealthQuery:
     async def unknown_events(self, info: Info, business_line: str | None = None,
                              limit: int = 100) -> list[UnknownEvent]:
         who = info.context.caller()
-        line = _read_scope(who, business_line)
+        line = who.read_scope(business_line)
         rows = await info.context.container.pool.fetch(
             """SELECT business_line, event, first_seen, last_seen, last_window_count
                FROM unknown_events WHERE $1::text IS NULL OR business_line = $1
@@ -79,7 +79,7 @@ class HealthSubscription:
     async def health_changed(self, info: Info, business_line: str | None = None
                              ) -> AsyncGenerator[HealthChange, None]:
         who = info.context.caller()
-        line = _read_scope(who, business_line)
+        line = who.read_scope(business_line)
         container = info.context.container
         assert container.feed is not None
         names: dict[UUID, str] = {}

@@ -12,7 +12,6 @@ from strawberry.scalars import JSON
 
 from cairn.auth import Role
 from cairn.errors import NotFound, ValidationFailed
-from cairn.graphql.analytics import _scope
 from cairn.graphql.context import Info
 from cairn.olap.queries.common import SETTINGS, utc
 
@@ -71,7 +70,7 @@ class IngestQuery:
         from_: Annotated[datetime | None, strawberry.argument(name="from")] = None,
         to: datetime | None = None, limit: int | None = 100,
     ) -> QuarantinePage:
-        line = _scope(info, business_line)
+        line = info.context.caller().read_scope(business_line)
         limit = 100 if limit is None else limit
         if not 0 <= limit <= MAX_QUARANTINE_LIMIT:
             raise ValidationFailed(f"limit must be between 0 and {MAX_QUARANTINE_LIMIT}")

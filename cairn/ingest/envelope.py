@@ -19,17 +19,12 @@ from pydantic import ConfigDict, TypeAdapter
 from pydantic import ValidationError as PydanticError
 from typing_extensions import TypedDict
 
-from cairn.errors import CairnError, ValidationFailed
+from cairn.errors import TooLarge, ValidationFailed
 from cairn.ingest.validation import IDENTIFY, LiveSchema, to_epoch_ms, validate
 
 MAX_EVENTS = 1000
 MAX_BYTES = 1 << 20
 ID_NAMESPACE = uuid.UUID("5b1f4a52-3c1e-4d7a-9a0e-6f9b3c2d1e07")
-
-
-class TooLarge(CairnError):
-    code = "TOO_LARGE"
-    http_status = 413
 
 
 class EventIn(TypedDict, total=False):
@@ -58,6 +53,11 @@ def _where(loc: Sequence[int | str], batch: bool) -> str:
         parts.pop(0)
     path = ".".join(str(p) for p in parts)
     return ".".join(p for p in (head, path) if p) or "body"
+
+
+def _problem(exc: PydanticError, batch: bool) -> ValidationFailed:
+    first = exc.errors()[0]
+    return ValidationFailed(f"{_where(first['loc'], batch)}: {first['msg']}")
 
 
 def check_event(event: EventIn, where: str) -> None:
@@ -92,8 +92,7 @@ def parse_body(body: bytes) -> tuple[list[EventIn], list[dict[str, Any]]]:
     try:
         events = _MANY.validate_python(items)
     except PydanticError as exc:
-        first = exc.errors()[0]
-        raise ValidationFailed(f"{_where(first['loc'], batch)}: {first['msg']}") from None
+        raise _problem(exc, batch) from None
     for i, event in enumerate(events):
         check_event(event, f"batch[{i}]: " if batch else "")
     return events, items
@@ -104,31 +103,28 @@ def parse_one(item: Any) -> EventIn:
     try:
         event = _ONE.validate_python(item)
     except PydanticError as exc:
-        first = exc.errors()[0]
-        raise ValidationFailed(f"{_where(first['loc'], False)}: {first['msg']}") from None
+        raise _problem(exc, False) from None
     check_event(event, "")
     return event
 
 
 def parse_each(items: Sequence[Any]) -> list[EventIn | ValidationFailed]:
     """Each bus event parsed on its own merits: an event, or the problem that stops it."""
-    try:
-        events: list[EventIn | ValidationFailed] = list(_MANY.validate_python(items))
+    try:  # one call for the usual all-good message
+        whole: list[EventIn] | None = _MANY.validate_python(items)
     except PydanticError:
-        events = []
-        for item in items:
-            try:
-                events.append(_ONE.validate_python(item))
-            except PydanticError as exc:
-                first = exc.errors()[0]
-                events.append(ValidationFailed(f"{_where(first['loc'], False)}: {first['msg']}"))
-    for i, event in enumerate(events):
-        if not isinstance(event, ValidationFailed):
-            try:
-                check_event(event, "")
-            except ValidationFailed as exc:
-                events[i] = exc
-    return events
+        whole = None
+    out: list[EventIn | ValidationFailed] = []
+    for i, item in enumerate(items):
+        try:
+            if whole is None:
+                out.append(parse_one(item))
+            else:
+                check_event(whole[i], "")
+                out.append(whole[i])
+        except ValidationFailed as exc:
+            out.append(exc)
+    return out
 
 
 # Rows travel as value lists in these column orders (JSONCompactEachRow): no key per value
@@ -151,14 +147,15 @@ class Prepared:
     identities: list[dict[str, Any]] = field(default_factory=list)
     client_ids: list[str] = field(default_factory=list)  # ids the client chose: may repeat
 
-    def extend(self, other: Prepared) -> None:
-        self.events += other.events
-        self.quarantine += other.quarantine
-        self.identities += other.identities
-        self.client_ids += other.client_ids
-
 
 Lookup = Callable[[str, str], LiveSchema | None]
+
+
+def quarantine_row(event_id: str, business_line: str, name: str, received: float,
+                   timestamp: float | None, reasons: list[str], raw: Any) -> list[Any]:
+    """A ``quarantine`` row (QUARANTINE_COLUMNS): the event exactly as received, and why."""
+    return [event_id, business_line, name, received, timestamp, reasons,
+            orjson.dumps(raw).decode()]
 
 
 def _text(value: Any) -> str:
@@ -186,12 +183,11 @@ def prepare(events: Sequence[EventIn], raws: Sequence[Any], business_line: str,
         given_id = event.get("event_id")
         if given_id is not None:
             event_id = str(given_id)
+            out.client_ids.append(event_id)
         elif id_seed is not None:
             event_id = str(uuid.uuid5(ID_NAMESPACE, f"{id_seed}:{index}"))
         else:
             event_id = _random_id()
-        if given_id is not None:
-            out.client_ids.append(event_id)
         props = event.get("properties") or {}
         outcome = validate(name, props, lookup(business_line, name))
         stamp = event.get("timestamp")
@@ -199,11 +195,9 @@ def prepare(events: Sequence[EventIn], raws: Sequence[Any], business_line: str,
         if ts_ms is None:
             outcome.reasons.append("bad_timestamp")
         if outcome.reasons:
-            out.quarantine.append([
+            out.quarantine.append(quarantine_row(
                 event_id, business_line, name, received,
-                None if ts_ms is None else ts_ms / 1000, outcome.reasons,
-                orjson.dumps(raw).decode(),
-            ])
+                None if ts_ms is None else ts_ms / 1000, outcome.reasons, raw))
             continue
         user = event.get("user_id") or ""
         anon = event.get("anonymous_id") or ""

@@ -14,9 +14,9 @@ from dataclasses import dataclass
 from aiohttp import web
 
 from cairn.auth import bearer
-from cairn.errors import Forbidden
+from cairn.errors import Forbidden, TooLarge
 from cairn.ingest.bus import MessageBus
-from cairn.ingest.envelope import MAX_BYTES, TooLarge, parse_body, prepare
+from cairn.ingest.envelope import MAX_BYTES, parse_body, prepare
 from cairn.ingest.keys import WriteKeys
 from cairn.ingest.messages import encode_rows
 from cairn.ingest.registry import Registry
@@ -41,8 +41,7 @@ class Gateway:
                 where = f"batch[{i}]: " if len(events) > 1 else ""
                 raise Forbidden(f"{where}the write key is for business line {line!r}, "
                                 f"not {claimed!r}")
-        for name in {e["event"] for e in events}:
-            await self.registry.ensure(line, name)
+        await self.registry.ensure_all(line, (e["event"] for e in events))
         prepared = prepare(events, raws, line, int(time.time() * 1000), self.registry.get)
         await self.bus.publish(encode_rows(line, prepared), routing_key=f"{line}.http",
                                message_id=uuid.uuid4().hex)

@@ -6,12 +6,12 @@
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
 
+from cairn.auth import hash_secret
 from cairn.ingest.envelope import EV_ID, EV_LINE, EV_TS, Q_ID, Prepared
 
 VERSION = 1
@@ -30,12 +30,14 @@ class RawBatch:
 
 
 def key_hash(secret: str) -> str:
-    return hashlib.sha256(secret.encode()).hexdigest()
+    """What a raw message carries instead of the write key: its stored hash, as hex."""
+    return hash_secret(secret).hex()
 
 
 @dataclass
 class Encoded:
-    """Rows serialized once (JSONEachRow lines), with their ids alongside for de-duplication."""
+    """Rows serialized once (JSON value lists, one per line), their ids alongside for
+    de-duplication."""
 
     event_ids: list[str] = field(default_factory=list)
     event_lines: list[bytes] = field(default_factory=list)

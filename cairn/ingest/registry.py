@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Iterable
 from typing import Any
 from uuid import UUID
 
@@ -101,6 +102,11 @@ class Registry:
         self._schemas = {(r["business_line"], r["name"]): _schema(r) for r in rows}
         self.loads += 1
         self.full_loads += 1
+
+    async def ensure_all(self, business_line: str, names: Iterable[str]) -> None:
+        """``ensure`` each distinct name of a request or message."""
+        for name in set(names):
+            await self.ensure(business_line, name)
 
     async def ensure(self, business_line: str, name: str) -> LiveSchema | None:
         """Re-read one definition after a miss, rate-limited per name."""

@@ -22,8 +22,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import orjson
-
 from cairn.errors import CairnError, ValidationFailed
 from cairn.ingest.bus import Delivery
 from cairn.ingest.envelope import (
@@ -34,6 +32,7 @@ from cairn.ingest.envelope import (
     Prepared,
     parse_each,
     prepare,
+    quarantine_row,
 )
 from cairn.ingest.keys import WriteKeys
 from cairn.ingest.messages import BadMessage, Encoded, RawBatch, decode, encode_prepared
@@ -41,6 +40,7 @@ from cairn.ingest.registry import Registry
 from cairn.olap.port import ClickHouse, OlapError
 from cairn.olap.queries.cache import QueryCache
 from cairn.olap.queries.common import from_ms
+from cairn.tasks import cancel
 
 log = logging.getLogger(__name__)
 _LOOKUP_CHUNK = 20_000
@@ -50,7 +50,11 @@ _LOOKUP_CHUNK = 20_000
 class _Item:
     delivery: Delivery
     message: Encoded
-    size: int
+
+    @property
+    def again(self) -> bool:
+        """Delivered before: its rows may already be stored."""
+        return self.delivery.redelivered or self.delivery.attempt > 1
 
 
 class ClickHouseSink:
@@ -70,7 +74,6 @@ class ClickHouseSink:
         self._full = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._closing = False
-        self.stored = 0  # events + quarantined rows written, for benchmarks and logs
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="clickhouse-sink")
@@ -83,9 +86,8 @@ class ClickHouseSink:
         except BadMessage as exc:
             await delivery.dead_letter(str(exc))
             return
-        size = message.size
-        self._buffer.append(_Item(delivery, message, size))
-        self._count += size
+        self._buffer.append(_Item(delivery, message))
+        self._count += message.size
         self._has_data.set()
         if self._count >= self.max_events:
             self._full.set()
@@ -116,35 +118,20 @@ class ClickHouseSink:
                         await item.delivery.retry("sink flush failed")
 
     async def flush(self, items: Sequence[_Item]) -> None:
-        ready: list[tuple[Delivery, Encoded, bool]] = []
-        for item in items:
-            again = item.delivery.redelivered or item.delivery.attempt > 1
-            ready.append((item.delivery, item.message, again))
-        if not ready:
-            return
-        merged = await self._exactly_once([(p, again) for _, p, again in ready])
-        token = hashlib.sha256("|".join(d.message_id for d, _, _ in ready).encode()).hexdigest()
+        merged = await self._exactly_once(items)
+        token = hashlib.sha256("|".join(i.delivery.message_id for i in items).encode())
         try:
-            await self._insert(merged, token)
+            await self._insert(merged, token.hexdigest())
         except (OlapError, CairnError, OSError) as exc:
-            if len(ready) == 1:
-                await ready[0][0].retry(f"ClickHouse insert failed: {exc}"[:500])
+            if len(items) == 1:
+                await items[0].delivery.retry(f"ClickHouse insert failed: {exc}"[:500])
                 return
             log.warning("batch insert failed; inserting message by message", exc_info=True)
-            for delivery, prepared, again in ready:
-                await self.flush_one(delivery, prepared, again)
+            for item in items:
+                await self.flush([item])
             return
-        for delivery, _, _ in ready:
-            await delivery.ack()
-
-    async def flush_one(self, delivery: Delivery, prepared: Encoded, again: bool) -> None:
-        try:
-            merged = await self._exactly_once([(prepared, again)])
-            await self._insert(merged, hashlib.sha256(delivery.message_id.encode()).hexdigest())
-        except (OlapError, CairnError, OSError) as exc:
-            await delivery.retry(f"ClickHouse insert failed: {exc}"[:500])
-            return
-        await delivery.ack()
+        for item in items:
+            await item.delivery.ack()
 
     async def _prepared(self, message: Encoded | RawBatch, message_id: str) -> Encoded:
         if isinstance(message, Encoded):
@@ -165,28 +152,32 @@ class ClickHouseSink:
                 if line not in (None, message.business_line):
                     event = ValidationFailed(f"business_line {line!r} is not the key's")
             if isinstance(event, ValidationFailed):
-                out.quarantine.append(_bad_envelope(message, raw, str(event),
-                                                    f"{message_id}:bad:{index}"))
+                name = raw.get("event") if isinstance(raw, dict) else None
+                out.quarantine.append(quarantine_row(
+                    str(uuid.uuid5(ID_NAMESPACE, f"{message_id}:bad:{index}")),
+                    message.business_line, name if isinstance(name, str) else "",
+                    message.received_ms / 1000, None, [f"bad_envelope:{event}"], raw))
                 continue
             good.append(event)
             raws.append(raw)
-        for name in {e["event"] for e in good}:
-            await self._registry.ensure(message.business_line, name)
+        await self._registry.ensure_all(message.business_line, (e["event"] for e in good))
         # Ids the publisher left out derive from the message id: a redelivery repeats them.
         return encode_prepared(prepare(good, raws, message.business_line, message.received_ms,
                                        self._registry.get, into=out, id_seed=message_id))
 
-    async def _exactly_once(self, parts: Sequence[tuple[Encoded, bool]]) -> Encoded:
+    async def _exactly_once(self, items: Sequence[_Item]) -> Encoded:
         suspect: set[str] = set()
-        for part, again in parts:
-            if again:
+        for item in items:
+            part = item.message
+            if item.again:
                 suspect.update(part.event_ids)
                 suspect.update(part.quarantine_ids)
             else:
                 suspect.update(part.client_ids)
         seen = await self._stored_ids(suspect) if suspect else set()
         merged = Encoded()
-        for part, _ in parts:
+        for item in items:
+            part = item.message
             for ids, lines, to_ids, to_lines in (
                     (part.event_ids, part.event_lines, merged.event_ids, merged.event_lines),
                     (part.quarantine_ids, part.quarantine_lines, merged.quarantine_ids,
@@ -232,7 +223,6 @@ class ClickHouseSink:
                     raise
                 log.warning("insert failed (attempt %d): %s", attempt, exc)
                 await asyncio.sleep(0.2 * attempt)
-        self.stored += rows.size
         if self._cache is not None:
             for line, (low, high) in rows.spans.items():
                 self._cache.invalidate(line, from_ms(int(low * 1000)),
@@ -246,16 +236,7 @@ class ClickHouseSink:
         if self._task is not None:
             done, _ = await asyncio.wait({self._task}, timeout=drain_seconds)
             if not done:
-                self._task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await self._task
+                await cancel(self._task)
             self._task = None
         # Anything still unsettled is redelivered by the broker (or failed by the memory bus).
 
-
-def _bad_envelope(message: RawBatch, raw: object, problem: str, seed: str) -> list[object]:
-    name = raw.get("event") if isinstance(raw, dict) else None
-    received = message.received_ms / 1000
-    return [str(uuid.uuid5(ID_NAMESPACE, seed)), message.business_line,
-            name if isinstance(name, str) else "", received, None, [f"bad_envelope:{problem}"],
-            orjson.dumps(raw).decode()]  # QUARANTINE_COLUMNS
