@@ -119,7 +119,7 @@ async def demo(settings: Settings, events: int) -> None:
         definitions, stored = await load(container.governance, container.olap, events)
         last = await asyncio.to_thread(container.governance.recorder.max_notification_id)
         await container.projections.wait_for(last or 0, within=120)
-        print(f"demo loaded: {definitions} definitions, {stored} events in ClickHouse "
+        print(f"demo loaded: {definitions} definitions created, {stored} events in ClickHouse "
               f"({time.perf_counter() - started:.1f} s)")
     finally:
         await container.close()

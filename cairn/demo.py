@@ -13,8 +13,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
+from cairn.domain.definition import EventDefinition
 from cairn.domain.errors import DomainValidationError
 from cairn.domain.governance import Governance
 from cairn.domain.properties import PropertySpec, PropertyType
@@ -28,12 +31,19 @@ BAD_UNKNOWN = '{"event":"checkout_v0","anonymous_id":"a1"}'
 ACTOR = "cairn-demo"
 
 
+REDESIGN = (PropertySpec("query", S, True), PropertySpec("page", INT, True))
+
+
 @dataclass(frozen=True)
 class Demo:
     name: str
     props: tuple[PropertySpec, ...]
     weight: int  # share of non-first events in a session
     props_sql: str  # the Map(String, String) of one generated event
+    draft: bool = False  # left in DESIGN: no traffic
+
+
+COUPON = Demo("coupon_claimed", (PropertySpec("coupon", S, True),), 0, "map()", draft=True)
 
 
 DEFINITIONS: dict[str, tuple[Demo, ...]] = {
@@ -52,6 +62,7 @@ DEFINITIONS: dict[str, tuple[Demo, ...]] = {
              "'currency', ['CNY', 'USD', 'EUR'][1 + h % 3])"),
         Demo("share_click", (PropertySpec("channel", S),), 5,
              "map('channel', ['wechat', 'link'][1 + h % 2])"),
+        COUPON,
     ),
     "travel": (
         Demo("app_start", (), 0, "map()"),
@@ -61,52 +72,72 @@ DEFINITIONS: dict[str, tuple[Demo, ...]] = {
              "'destination', ['NRT', 'SIN', 'LHR', 'JFK'][1 + h % 4])"),
         Demo("booking_paid", (PropertySpec("amount", N, True),), 10,
              "map('amount', toString(200 + h % 2000))"),
+        COUPON,
     ),
 }
 
 
-def _lifecycle(app: Governance, line: str, demo: Demo) -> None:
+@dataclass(frozen=True)
+class Step:
+    """One command of a demo definition's life, in domain terms; ``demo_http`` sends the
+    same step as the GraphQL mutation of that name."""
+
+    command: str  # the domain method (snake_case); the mutation is its camelCase
+    args: dict[str, Any]
+
+
+def plan(demo: Demo) -> list[Step]:
+    """Designed, developed, a failed then a passed test run, tested, published; then the
+    extras that make the demo realistic."""
+    design = Step("design_schema", {"properties": demo.props, "note": None})
+    if demo.draft:
+        return [design]
+    steps = [design, Step("mark_developed", {"note": None}),
+             Step("record_test_run", {"passed": False, "report": None, "note": "first run"}),
+             Step("record_test_run", {"passed": True, "report": None, "note": None}),
+             Step("mark_tested", {"note": None}), Step("publish", {"note": "go live"})]
+    if demo.name == "search":  # a breaking redesign: live stays 1-0-0, latest is 2-0-0
+        steps.append(Step("design_schema", {"properties": REDESIGN, "note": "page required"}))
+    if demo.name == "share_click":
+        steps.append(Step("deprecate", {"reason": "replaced by the share SDK",
+                                        "replaced_by": None}))
+    if demo.name == "order_paid":
+        steps.append(Step("set_level", {"level": "D", "reason": "revenue KPI"}))
+    return steps
+
+
+def _command(step: Step) -> Callable[[EventDefinition], None]:
+    def run(aggregate: EventDefinition) -> None:
+        getattr(aggregate, step.command)(actor=ACTOR, **step.args)
+    return run
+
+
+def _lifecycle(app: Governance, line: str, demo: Demo) -> bool:
     try:
         d = app.request_definition(
             business_line=line, name=demo.name, display_name=demo.name.replace("_", " "),
             description=f"Demo event {demo.name}", owner=OWNER,
             requirement=f"DEMO-{demo.name}", actor=ACTOR, note=None)
     except Conflict:
-        return  # loaded before
-    app.design_schema(d.id, list(demo.props), actor=ACTOR)
-    app.change(d.id, None, lambda x: x.mark_developed(actor=ACTOR, note=None))
-    app.change(d.id, None, lambda x: x.record_test_run(
-        passed=False, report={"failed": ["amount missing"]}, actor=ACTOR, note="first run"))
-    app.change(d.id, None, lambda x: x.record_test_run(passed=True, report=None, actor=ACTOR,
-                                                       note=None))
-    app.change(d.id, None, lambda x: x.mark_tested(actor=ACTOR, note=None))
-    app.change(d.id, None, lambda x: x.publish(actor=ACTOR, note="go live"))
-    if demo.name == "search":  # a breaking redesign: live stays 1-0-0, latest is 2-0-0
-        app.design_schema(d.id, [PropertySpec("query", S, True), PropertySpec("page", INT, True)],
-                          actor=ACTOR, note="page becomes required")
-    if demo.name == "share_click":
-        app.change(d.id, None, lambda x: x.deprecate(reason="replaced by the share SDK",
-                                                     replaced_by=None, actor=ACTOR))
-    if demo.name == "order_paid":
-        app.change(d.id, None, lambda x: x.set_level(level="D", reason="revenue KPI",
-                                                     actor=ACTOR))
+        return False  # loaded before
+    for step in plan(demo):
+        if step.command == "design_schema":  # the application's own door (it versions)
+            app.design_schema(d.id, list(step.args["properties"]), actor=ACTOR,
+                              note=step.args["note"])
+        else:
+            app.change(d.id, None, _command(step))
+    return True
 
 
 def load_definitions(app: Governance) -> int:
+    """Returns how many definitions this call created (none when loaded before)."""
+    created = 0
     for line, demos in DEFINITIONS.items():
         with contextlib.suppress(DomainValidationError):  # unchanged on a second load
             app.define_global_properties(line, [PropertySpec("channel", S)], actor=ACTOR,
                                          note="demo")
-        for demo in demos:
-            _lifecycle(app, line, demo)
-        try:  # a requirement still being designed
-            d = app.request_definition(business_line=line, name="coupon_claimed",
-                                       display_name=None, description=None, owner=OWNER,
-                                       requirement="DEMO-7", actor=ACTOR, note=None)
-            app.design_schema(d.id, [PropertySpec("coupon", S, True)], actor=ACTOR)
-        except Conflict:
-            pass
-    return sum(len(d) + 1 for d in DEFINITIONS.values())
+        created += sum(_lifecycle(app, line, demo) for demo in demos)
+    return created
 
 
 def _events_sql(line: str, demos: tuple[Demo, ...], events: int, persons: int, days: int,

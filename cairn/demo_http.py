@@ -15,7 +15,7 @@ from typing import Any
 
 import aiohttp
 
-from cairn.demo import DEFINITIONS, OWNER, Demo
+from cairn.demo import DEFINITIONS, OWNER, Demo, Step, plan
 from cairn.errors import CairnError
 
 BATCH = 1000
@@ -45,31 +45,39 @@ class DemoClient:
         if not made:
             return  # loaded before
         ident = made["requestDefinition"]["id"]
-        props = [{"name": p.name, "type": p.type.value, "required": p.required,
-                  "enumValues": list(p.enum_values) if p.enum_values else None}
-                 for p in demo.props]
-        steps = [("designSchema(id: $i, properties: $p)", {"p": props}),
-                 ("markDeveloped(id: $i)", {}),
-                 ("recordTestRun(id: $i, passed: false, note: \"first run\")", {}),
-                 ("recordTestRun(id: $i, passed: true)", {}), ("markTested(id: $i)", {}),
-                 ("publish(id: $i)", {})]
-        if demo.name == "search":  # a breaking redesign: live stays 1-0-0, latest 2-0-0
-            steps.append(("designSchema(id: $i, properties: $p)", {"p": [
-                {"name": "query", "type": "STRING", "required": True},
-                {"name": "page", "type": "INTEGER", "required": True}]}))
-        if demo.name == "share_click":
-            steps.append(('deprecate(id: $i, reason: "replaced by the share SDK")', {}))
-        if demo.name == "order_paid":
-            steps.append(('setLevel(id: $i, level: D, reason: "revenue KPI")', {}))
-        for call, extra in steps:
-            params = "$i: ID!" + (", $p: [PropertySpecInput!]!" if "p" in extra else "")
-            await self.gql(f"mutation({params}) {{ {call} {{ id }} }}", i=ident, **extra)
+        for step in plan(demo):
+            query, variables = _mutation(step)
+            await self.gql(query, i=ident, **variables)
 
     async def track(self, key: str, batch: list[dict[str, Any]]) -> None:
         async with self._http.post(f"{self._base}/v1/track", json={"batch": batch},
                                    headers={"Authorization": f"Bearer {key}"}) as resp:
             if resp.status != 202:
                 raise CairnError(f"demo: /v1/track answered {resp.status}: {await resp.text()}")
+
+
+# GraphQL types of the demo steps' arguments (see cairn.demo.plan).
+_ARG_TYPES = {"properties": "[PropertySpecInput!]!", "note": "String", "passed": "Boolean!",
+              "report": "JSON", "reason": "String!", "replaced_by": "ID",
+              "level": "GovernanceLevel!"}
+
+
+def _camel(name: str) -> str:
+    head, *rest = name.split("_")
+    return head + "".join(part.title() for part in rest)
+
+
+def _mutation(step: Step) -> tuple[str, dict[str, Any]]:
+    """The step as a GraphQL mutation and its variables (``$i`` is the definition id)."""
+    args = {k: v for k, v in step.args.items() if v is not None}
+    if "properties" in args:
+        args["properties"] = [{"name": p.name, "type": p.type.value, "required": p.required,
+                               "enumValues": list(p.enum_values) if p.enum_values else None}
+                              for p in args["properties"]]
+    params = "".join(f", ${_camel(k)}: {_ARG_TYPES[k]}" for k in args)
+    call = ", ".join(["id: $i", *(f"{_camel(k)}: ${_camel(k)}" for k in args)])
+    return (f"mutation($i: ID!{params}) {{ {_camel(step.command)}({call}) {{ id }} }}",
+            {_camel(k): v for k, v in args.items()})
 
 
 def _props(name: str, rnd: random.Random) -> dict[str, Any]:
@@ -127,10 +135,6 @@ async def load_over_http(base: str, token: str, events: int, days: int = 28) -> 
                 properties: [{name: "channel", type: STRING}]) }""", l=line)
             for demo in demos:
                 await client.define(line, demo)
-            await client.gql("""mutation($i: RequestDefinitionInput!) {
-                requestDefinition(input: $i) { id } }""", i={
-                "businessLine": line, "name": "coupon_claimed", "owner": OWNER,
-                "requirement": "DEMO-7"})  # a requirement not designed yet
             key = (await client.gql("""mutation($l: String!) { createWriteKey(
                 businessLine: $l, label: "demo") }""", l=line))["createWriteKey"]
             share = events * 3 // 4 if n == 0 else events // 4

@@ -30,7 +30,7 @@ async def test_demo_loads_definitions_and_traffic_and_can_run_twice(
     assert int(await container.olap.fetchval("SELECT count() FROM quarantine")) > 0
     assert int(await container.olap.fetchval("SELECT count() FROM identities")) > 0
     again, more = await load(container.governance, container.olap, 1_000)
-    assert again == 11 and more > stored  # definitions kept, traffic added
+    assert again == 0 and more > stored  # nothing created twice; traffic added
 
 
 async def test_demo_through_a_running_service(client: Any, container: Container) -> None:
@@ -42,7 +42,7 @@ async def test_demo_through_a_running_service(client: Any, container: Container)
     assert sent == 4_000
     stages = dict(await container.pool.fetch(
         "SELECT stage, count(*) FROM rm_definitions GROUP BY stage"))
-    assert stages == {"ONLINE": 8, "DEPRECATED": 1, "REQUIREMENT": 2}
+    assert stages == {"ONLINE": 8, "DEPRECATED": 1, "DESIGN": 2}
     stored = int(await container.olap.fetchval("SELECT count() FROM events"))
     quarantined = int(await container.olap.fetchval("SELECT count() FROM quarantine"))
     assert stored + quarantined == sent and quarantined > 0  # every event somewhere
