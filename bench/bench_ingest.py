@@ -134,7 +134,6 @@ async def online(server: Server, http: aiohttp.ClientSession) -> str:
                  "markTested(id: $i)", "publish(id: $i)"):
         await server.gql(http, f"mutation($i: ID!) {{ {step} {{ id }} }}", i=ident)
     key = await server.gql(http, 'mutation { createWriteKey(businessLine: "shop") }')
-    await asyncio.sleep(0.5)  # the registry reload after publish
     return str(key["createWriteKey"])
 
 

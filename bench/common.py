@@ -71,28 +71,18 @@ async def drop_database(url: str) -> None:
         await conn.close()
 
 
-async def on_fresh_stores(run: Callable[[str, Path], Awaitable[T]]) -> T:
-    """Run a benchmark on a throwaway PostgreSQL database and data directory."""
-    from cairn.bootstrap import configure_executor
+async def on_fresh_container(token: str, run: Callable[[Any, Path], Awaitable[T]]) -> T:
+    """``run(container, data_dir)`` on fresh stores: chDB in the data dir, in-process bus,
+    no projection runner (benchmarks drive projections themselves); closed afterwards."""
+    from cairn.bootstrap import build, configure_executor
+    from cairn.ingest.memory_bus import MemoryBus
+    from cairn.olap.chdb_store import ChdbClickHouse
+    from cairn.settings import Settings
 
     configure_executor()
     url = await fresh_database()
     tmp = Path(tempfile.mkdtemp(prefix="cairn-bench-"))
     try:
-        return await run(url, tmp)
-    finally:
-        await drop_database(url)
-
-
-async def on_fresh_container(token: str, run: Callable[[Any, Path], Awaitable[T]]) -> T:
-    """``run(container, data_dir)`` on fresh stores: chDB in the data dir, in-process bus,
-    no projection runner (benchmarks drive projections themselves); closed afterwards."""
-    from cairn.bootstrap import build
-    from cairn.ingest.memory_bus import MemoryBus
-    from cairn.olap.chdb_store import ChdbClickHouse
-    from cairn.settings import Settings
-
-    async def with_container(url: str, tmp: Path) -> T:
         settings = Settings(database_url=url, data_dir=tmp, admin_token=token)
         container = await build(settings, olap=ChdbClickHouse(tmp / "ch"), bus=MemoryBus(),
                                 run_projections=False)
@@ -100,5 +90,5 @@ async def on_fresh_container(token: str, run: Callable[[Any, Path], Awaitable[T]
             return await run(container, tmp)
         finally:
             await container.close()
-
-    return await on_fresh_stores(with_container)
+    finally:
+        await drop_database(url)

@@ -10,6 +10,7 @@ from cairn.bootstrap import Container
 from cairn.domain.properties import PropertySpec, PropertyType
 from cairn.ingest.validation import validate
 from tests.ingest.support import define
+from tests.support.definitions import take_online
 
 
 async def until(check: Callable[[], bool], within: float = 5) -> None:
@@ -38,9 +39,7 @@ async def test_registry_follows_new_definitions_and_global_properties(
     outcome = validate("order_paid", {"amount": 1}, registry.get("shop", "order_paid"))
     assert outcome.reasons == ["missing_required:channel"]
     # A definition published later arrives without anyone calling refresh().
-    from tests.ingest.support import _online
-
-    await asyncio.to_thread(_online, app, "games", "level_up", [], None)
+    await asyncio.to_thread(take_online, app, "games", "level_up", [])
     await until(lambda: (s := registry.get("games", "level_up")) is not None
                 and s.stage == "ONLINE")
     # Followed by re-reading the changed rows only, never the whole table again.

@@ -15,29 +15,14 @@ from uuid import UUID
 from aiosmtpd.controller import Controller
 
 from cairn.bootstrap import Container
-from cairn.domain.governance import Governance
-from cairn.domain.properties import PropertySpec, PropertyType
 from tests.conftest import free_port
-
-SPEC = [PropertySpec("amount", PropertyType.NUMBER, True)]
-
-
-def _online(app: Governance, line: str, name: str, owner: str) -> UUID:
-    d = app.request_definition(business_line=line, name=name, display_name=None,
-                               description=None, owner=owner, requirement=None, actor="pm",
-                               note=None)
-    app.design_schema(d.id, SPEC, actor="pm")
-    app.change(d.id, None, lambda x: x.mark_developed(actor="dev", note=None))
-    app.change(d.id, None, lambda x: x.record_test_run(passed=True, report=None, actor="qa",
-                                                       note=None))
-    app.change(d.id, None, lambda x: x.mark_tested(actor="qa", note=None))
-    app.change(d.id, None, lambda x: x.publish(actor="gov", note=None))
-    return d.id
+from tests.support.definitions import take_online
 
 
 async def online(container: Container, line: str, name: str, owner: str) -> UUID:
     assert container.governance is not None
-    ident = await asyncio.to_thread(_online, container.governance, line, name, owner)
+    ident = await asyncio.to_thread(take_online, container.governance, line, name,
+                                    owner=owner)
     await settle(container)
     return ident
 

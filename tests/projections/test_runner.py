@@ -15,21 +15,13 @@ from cairn.domain.properties import PropertySpec, PropertyType
 from cairn.projections import runner as runner_module
 from cairn.projections.rebuild import rebuild
 from cairn.projections.runner import ProjectionRunner, position
+from tests.support.definitions import take_online
 
 pytestmark = pytest.mark.integration
-SPEC = [PropertySpec("amount", PropertyType.NUMBER, True)]
 
 
 def lifecycle(app: Governance, name: str, line: str = "shop") -> None:
-    d = app.request_definition(business_line=line, name=name, display_name=None,
-                               description=None, owner="o@x.example", requirement=None,
-                               actor="t", note=None)
-    app.design_schema(d.id, SPEC, actor="t")
-    app.change(d.id, None, lambda x: x.mark_developed(actor="t", note=None))
-    app.change(d.id, None, lambda x: x.record_test_run(passed=True, report=None, actor="t",
-                                                       note=None))
-    app.change(d.id, None, lambda x: x.mark_tested(actor="t", note=None))
-    app.change(d.id, None, lambda x: x.publish(actor="t", note=None))
+    take_online(app, line, name)
 
 
 async def dump(pool: asyncpg.Pool) -> dict[str, list[Any]]:
