@@ -64,12 +64,12 @@ async def raw_insert(tmp: Path, total: int) -> tuple[float, float]:
     source = events(total, "raw")
     rows = prepare(source, source, "shop", int(time.time() * 1000),  # type: ignore[arg-type]
                    lambda line, name: schema).events
+    dicts = [dict(zip(EVENT_COLUMNS, r, strict=True)) for r in rows]
     rates = []
     for compact in (True, False):
         await store.execute("DROP DATABASE IF EXISTS raw")
         await store.execute("CREATE DATABASE raw")
         await migrate(store)
-        dicts = [dict(zip(EVENT_COLUMNS, r, strict=True)) for r in rows]
         with Stopwatch() as sw:
             for start in range(0, total, 20_000):
                 if compact:

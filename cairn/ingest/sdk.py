@@ -40,7 +40,6 @@ class TrackingPublisher:
         self._pending: list[dict[str, Any]] = []
         self._lock = asyncio.Lock()
         self._ticker: asyncio.Task[None] | None = None
-        self.published = 0
 
     async def __aenter__(self) -> TrackingPublisher:
         await self._bus.start()
@@ -88,7 +87,6 @@ class TrackingPublisher:
                                            int(time.time() * 1000), batch))
                 await self._publish(body)
                 del self._pending[:len(batch)]
-                self.published += len(batch)
 
     async def _publish(self, body: bytes) -> None:
         message_id = uuid.uuid4().hex  # the same id on every retry of this batch

@@ -110,15 +110,16 @@ class Webhooks:
         async with aiohttp.ClientSession(
                 timeout=aiohttp.ClientTimeout(total=self._timeout)) as http:
             results = await asyncio.gather(*(
-                self._post(http, hook, _body(hook["business_line"], by_line[hook["business_line"]],
-                                             sent_at)) for hook in hooks))
+                self._post(http, hook, str(uuid.uuid4()), by_line[hook["business_line"]],
+                           sent_at) for hook in hooks))
         return WebhookReport(posted=sum(results), failed=len(results) - sum(results))
 
-    async def _post(self, http: aiohttp.ClientSession, hook: asyncpg.Record,
-                    body: bytes) -> bool:
+    async def _post(self, http: aiohttp.ClientSession, hook: asyncpg.Record, delivery: str,
+                    alerts: Sequence[Alert], sent_at: str) -> bool:
+        body = _body(delivery, hook["business_line"], alerts, sent_at)
         headers = {"Content-Type": "application/json",
                    "X-Cairn-Signature": sign(hook["secret"], body),
-                   "X-Cairn-Delivery": orjson.loads(body)["delivery"]}
+                   "X-Cairn-Delivery": delivery}
         for attempt in range(1, self._attempts + 1):
             problem = ""
             try:
@@ -137,7 +138,7 @@ class Webhooks:
         return False
 
 
-def _body(business_line: str, alerts: Sequence[Alert], sent_at: str) -> bytes:
+def _body(delivery: str, business_line: str, alerts: Sequence[Alert], sent_at: str) -> bytes:
     changes = []
     for alert in alerts:
         change = asdict(alert)
@@ -145,6 +146,6 @@ def _body(business_line: str, alerts: Sequence[Alert], sent_at: str) -> bytes:
         change["reasons"] = list(alert.reasons)
         change.pop("business_line", None)
         changes.append(change)
-    return orjson.dumps({"type": "health.changed", "delivery": str(uuid.uuid4()),
+    return orjson.dumps({"type": "health.changed", "delivery": delivery,
                          "sent_at": sent_at, "business_line": business_line,
                          "changes": changes})

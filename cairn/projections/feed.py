@@ -16,6 +16,7 @@ import asyncpg
 
 from cairn.postgres import Listener, listen, unlisten
 from cairn.projections.tables import DEFINITIONS_CHANNEL
+from cairn.tasks import cancel
 
 log = logging.getLogger(__name__)
 
@@ -27,6 +28,8 @@ class ChangeFeed:
         self._listener: Listener | None = None
         self._last = 0
         self._lock = asyncio.Lock()
+        self._puller: asyncio.Task[None] | None = None
+        self._again = False
 
     async def start(self) -> None:
         self._last = int(await self._pool.fetchval(
@@ -34,8 +37,18 @@ class ChangeFeed:
         self._listener = await listen(self._pool, DEFINITIONS_CHANNEL, self._notified)
 
     def _notified(self, *_: Any) -> None:
-        if self._subscribers:
-            asyncio.get_running_loop().create_task(self._pull())
+        # A projection batch notifies once per definition it touched: one reader serves the
+        # whole burst, and reads once more if notified while it was reading.
+        if not self._subscribers:
+            return
+        self._again = True
+        if self._puller is None or self._puller.done():
+            self._puller = asyncio.get_running_loop().create_task(self._pull_while_notified())
+
+    async def _pull_while_notified(self) -> None:
+        while self._again:
+            self._again = False
+            await self._pull()
 
     async def _pull(self) -> None:
         async with self._lock:
@@ -80,5 +93,7 @@ class ChangeFeed:
             self._subscribers.discard(queue)
 
     async def stop(self) -> None:
+        await cancel(self._puller)
+        self._puller = None
         await unlisten(self._pool, self._listener)
         self._listener = None
