@@ -19,9 +19,11 @@ from cairn.errors import Unavailable
 from cairn.ingest.bus import MessageBus
 from cairn.ingest.gateway import Gateway
 from cairn.ingest.keys import WriteKeys
+from cairn.ingest.lock import IngestLock
 from cairn.ingest.memory_bus import MemoryBus
 from cairn.ingest.registry import Registry
 from cairn.ingest.sink import ClickHouseSink
+from cairn.ingest.spool import Spool
 from cairn.notifications import tables as notification_tables
 from cairn.notifications import webhooks as webhook_tables
 from cairn.notifications.digest import Digests
@@ -30,7 +32,7 @@ from cairn.notifications.monitor import Monitor
 from cairn.notifications.webhooks import Webhooks
 from cairn.olap.port import ClickHouse
 from cairn.olap.queries.cache import QueryCache
-from cairn.olap.schema import migrate
+from cairn.olap.schema import Layout, migrate
 from cairn.postgres import EmbeddedPostgres, apply_schema, create_pool
 from cairn.projections import tables as projection_tables
 from cairn.projections.feed import ChangeFeed
@@ -50,12 +52,12 @@ def make_clickhouse(settings: Settings, database: str = "cairn") -> ClickHouse:
     return ChdbClickHouse(settings.data_dir / "clickhouse", database=database)
 
 
-def make_bus(settings: Settings) -> MessageBus:
+def make_bus(settings: Settings, pool: asyncpg.Pool) -> MessageBus:
     if settings.amqp_url:
         from cairn.ingest.rabbitmq import RabbitBus
 
         return RabbitBus(settings.amqp_url)
-    return MemoryBus()
+    return MemoryBus(spool=Spool(pool))
 
 
 @dataclass
@@ -77,7 +79,8 @@ class Container:
     query_cache: QueryCache = field(default_factory=QueryCache)
 
     async def readiness(self) -> dict[str, str]:
-        """Each dependency's state: "ok" or what is wrong with it."""
+        """Each dependency's state: "ok" or "down" (never the stores' own error text: this
+        answers unauthenticated callers), and ingestion "paused" while it waits out an outage."""
         checks: dict[str, Callable[[], Awaitable[object]]] = {
             "postgres": self._ping_postgres,
             "clickhouse": self.olap.ping,
@@ -89,9 +92,14 @@ class Container:
         report = {}
         for name, result in zip(checks, results, strict=True):
             if isinstance(result, BaseException):
-                report[name] = f"{type(result).__name__}: {result}"[:300] or "down"
+                log.warning("readiness check failed", extra={
+                    "check": name, "error": f"{type(result).__name__}: {result}"[:300]})
+                report[name] = "down"
             else:
                 report[name] = "ok"
+        sink = self.ingest.sink if self.ingest is not None else None
+        if sink is not None:
+            report["ingest"] = "paused" if sink.paused else "ok"
         return report
 
     async def _ping_postgres(self) -> None:
@@ -144,7 +152,9 @@ async def build(
     pool = await create_pool(url)
     await apply_schema(pool, auth.SCHEMA)
     olap = olap or make_clickhouse(settings)
-    bus = bus or make_bus(settings)
+    bus = bus or make_bus(settings, pool)
+    if isinstance(bus, MemoryBus):
+        bus.attach_spool(Spool(pool))
     if start_bus:
         await bus.start()
     container = Container(settings, url, pool, olap, bus, auth.TokenStore(pool), embedded)
@@ -189,7 +199,7 @@ class Ingest:
 
 async def start_ingest(container: Container, *, consume: bool) -> None:
     """ClickHouse tables, the registry, the gateway, and (``consume``) the bus consumer."""
-    await migrate(container.olap)
+    await migrate(container.olap, Layout(quarantine_days=container.settings.quarantine_days))
     registry = Registry(container.pool)
     await registry.start()
     container.closers.append(registry.stop)
@@ -197,9 +207,10 @@ async def start_ingest(container: Container, *, consume: bool) -> None:
     ingest = Ingest(registry, keys, Gateway(registry, keys, container.bus))
     container.ingest = ingest
     if consume:
-        sink = ClickHouseSink(container.olap, registry, keys, container.query_cache)
+        sink = ClickHouseSink(container.olap, registry, keys, IngestLock(container.pool),
+                              container.query_cache)
         sink.start()
-        await container.bus.consume(sink.handle, prefetch=256)
+        await sink.consume_from(container.bus, prefetch=256)
         ingest.sink = sink
 
         async def stop_sink() -> None:

@@ -38,6 +38,8 @@ class Settings(BaseSettings):
     mail_from: str = "cairn@localhost"
     # Base of the links in alert mails; default http://<http_host>:<http_port>.
     console_url: str | None = None
+    # How long quarantined events are kept (tracking-event.md, version 2).
+    quarantine_days: int = Field(default=365, ge=1, le=36500)
 
     @field_validator("database_url", "clickhouse_url", "amqp_url", "smtp_url")
     @classmethod

@@ -43,6 +43,11 @@ class Delivery(ABC):
     async def dead_letter(self, reason: str) -> None:
         """Never retry this message: park it in the dead-letter queue with the reason."""
 
+    @abstractmethod
+    async def requeue(self) -> None:
+        """Not this message's fault (a store is down): hand it back unchanged, to be
+        delivered again (flagged redelivered) once consuming resumes; no attempt is spent."""
+
 
 Handler = Callable[[Delivery], Awaitable[None]]
 
@@ -71,6 +76,11 @@ class MessageBus(ABC):
     @abstractmethod
     async def dead_letters(self, limit: int = 100) -> list[tuple[bytes, str]]:
         """Peek at parked messages and their reasons (oldest first)."""
+
+    @abstractmethod
+    async def replay_dead_letters(self, limit: int | None = None) -> int:
+        """Put parked messages back on the sink queue (as redeliveries, so the consumer looks
+        up what may be stored already); returns how many."""
 
     @abstractmethod
     async def ping(self) -> None:

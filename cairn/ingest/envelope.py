@@ -20,7 +20,7 @@ from pydantic import ValidationError as PydanticError
 from typing_extensions import TypedDict
 
 from cairn.errors import TooLarge, ValidationFailed
-from cairn.ingest.validation import IDENTIFY, LiveSchema, to_epoch_ms, validate
+from cairn.ingest.validation import IDENTIFY, MAX_FUTURE_MS, LiveSchema, to_epoch_ms, validate
 
 MAX_EVENTS = 1000
 MAX_BYTES = 1 << 20
@@ -140,11 +140,14 @@ Q_ID = 0
 
 @dataclass
 class Prepared:
-    """One request's (or message's) rows, ready for the sink (value lists, see *_COLUMNS)."""
+    """One request's (or message's) rows, ready for the sink (value lists, see *_COLUMNS).
+
+    ``identities`` pairs each link with the id of the identify event it came from, so the
+    sink stores the link exactly when it stores the event."""
 
     events: list[list[Any]] = field(default_factory=list)
     quarantine: list[list[Any]] = field(default_factory=list)
-    identities: list[dict[str, Any]] = field(default_factory=list)
+    identities: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
     client_ids: list[str] = field(default_factory=list)  # ids the client chose: may repeat
 
 
@@ -168,31 +171,41 @@ def _random_id() -> str:
     return f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{'89ab'[int(h[16], 16) & 3]}{h[17:20]}-{h[20:]}"
 
 
+def derived_id(seed: str, index: int) -> str:
+    """The id of the event at ``index`` of a message without one: stable across deliveries."""
+    return str(uuid.uuid5(ID_NAMESPACE, f"{seed}:{index}"))
+
+
 def prepare(events: Sequence[EventIn], raws: Sequence[Any], business_line: str,
             received_ms: int, lookup: Lookup, into: Prepared | None = None,
-            id_seed: str | None = None) -> Prepared:
+            id_seed: str | None = None, ids: Sequence[str] | None = None) -> Prepared:
     """Validate each event against the registry and shape its row.
 
     Events without an ``event_id`` get a random one, or with ``id_seed`` one derived from
-    the seed and their position (so a redelivered message yields the same ids).
+    the seed and their position (so a redelivered message yields the same ids); ``ids``
+    (a replay of stored events) fixes every event's id. A timestamp more than 24 hours
+    after ``received_ms`` is a ``bad_timestamp``.
     """
     out = into if into is not None else Prepared()
     received = received_ms / 1000
+    latest_ms = received_ms + MAX_FUTURE_MS
     for index, (event, raw) in enumerate(zip(events, raws, strict=True)):
         name = event["event"]
         given_id = event.get("event_id")
-        if given_id is not None:
+        if ids is not None:
+            event_id = ids[index]
+        elif given_id is not None:
             event_id = str(given_id)
             out.client_ids.append(event_id)
         elif id_seed is not None:
-            event_id = str(uuid.uuid5(ID_NAMESPACE, f"{id_seed}:{index}"))
+            event_id = derived_id(id_seed, index)
         else:
             event_id = _random_id()
         props = event.get("properties") or {}
         outcome = validate(name, props, lookup(business_line, name))
         stamp = event.get("timestamp")
         ts_ms = received_ms if stamp is None else to_epoch_ms(stamp)
-        if ts_ms is None:
+        if ts_ms is None or ts_ms > latest_ms:
             outcome.reasons.append("bad_timestamp")
         if outcome.reasons:
             out.quarantine.append(quarantine_row(
@@ -211,6 +224,8 @@ def prepare(events: Sequence[EventIn], raws: Sequence[Any], business_line: str,
             orjson.dumps(props).decode() if props else "", schema.level if schema else "B",
         ])
         if name == IDENTIFY and user and anon:
-            out.identities.append({"anonymous_id": anon, "user_id": user,
-                                   "business_line": business_line, "linked_at": ts})
+            # Links are ordered by the time Cairn received them, never the client's clock.
+            out.identities.append((event_id, {"business_line": business_line,
+                                              "anonymous_id": anon, "user_id": user,
+                                              "linked_at": received}))
     return out

@@ -14,7 +14,8 @@ import orjson
 from cairn.auth import hash_secret
 from cairn.ingest.envelope import EV_ID, EV_LINE, EV_TS, Q_ID, Prepared
 
-VERSION = 1
+# Version 2: identities carry their event's id (links are stored with their event).
+VERSION = 2
 
 
 class BadMessage(Exception):
@@ -36,14 +37,15 @@ def key_hash(secret: str) -> str:
 
 @dataclass
 class Encoded:
-    """Rows serialized once (JSON value lists, one per line), their ids alongside for
-    de-duplication."""
+    """One business line's rows serialized once (JSON value lists, one per line), their ids
+    alongside for de-duplication; ``identities`` pairs each link with its event's id."""
 
+    business_line: str = ""
     event_ids: list[str] = field(default_factory=list)
     event_lines: list[bytes] = field(default_factory=list)
     quarantine_ids: list[str] = field(default_factory=list)
     quarantine_lines: list[bytes] = field(default_factory=list)
-    identities: list[dict[str, Any]] = field(default_factory=list)
+    identities: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
     client_ids: list[str] = field(default_factory=list)
     spans: dict[str, list[float]] = field(default_factory=dict)  # line → [min ts, max ts]
 
@@ -52,8 +54,9 @@ class Encoded:
         return len(self.event_ids) + len(self.quarantine_ids)
 
 
-def encode_prepared(prepared: Prepared) -> Encoded:
-    out = Encoded(client_ids=prepared.client_ids, identities=prepared.identities)
+def encode_prepared(prepared: Prepared, business_line: str) -> Encoded:
+    out = Encoded(business_line, client_ids=prepared.client_ids,
+                  identities=prepared.identities)
     dumps = orjson.dumps
     for row in prepared.events:
         out.event_ids.append(row[EV_ID])
@@ -74,11 +77,12 @@ def encode_prepared(prepared: Prepared) -> Encoded:
 
 def encode_rows(business_line: str, prepared: Prepared) -> bytes:
     """A header line, then one JSON line per stored row (events first, then quarantine)."""
-    rows = encode_prepared(prepared)
+    rows = encode_prepared(prepared, business_line)
     header = orjson.dumps({
         "v": VERSION, "kind": "rows", "business_line": business_line,
         "event_ids": rows.event_ids, "quarantine_ids": rows.quarantine_ids,
-        "identities": rows.identities, "client_ids": rows.client_ids, "spans": rows.spans,
+        "identities": [[ident, row] for ident, row in rows.identities],
+        "client_ids": rows.client_ids, "spans": rows.spans,
     })
     return b"\n".join([header, *rows.event_lines, *rows.quarantine_lines])
 
@@ -90,21 +94,27 @@ def encode_raw(batch: RawBatch) -> bytes:
     })
 
 
+def _links(doc: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    if doc["v"] == 1:  # version 1 carried bare links: stored whatever happens to the event
+        return [("", dict(r)) for r in doc["identities"]]
+    return [(str(i), dict(r)) for i, r in doc["identities"]]
+
+
 def decode(body: bytes) -> Encoded | RawBatch:
     try:
         head, _, rest = body.partition(b"\n")
         doc = orjson.loads(head)
-        if not isinstance(doc, dict) or doc.get("v") != VERSION:
-            raise BadMessage(f"not a version-{VERSION} Cairn message")
+        if not isinstance(doc, dict) or doc.get("v") not in (1, VERSION):
+            raise BadMessage(f"not a version-1 or -{VERSION} Cairn message")
         if doc["kind"] == "rows":
             event_ids, quarantine_ids = list(doc["event_ids"]), list(doc["quarantine_ids"])
             lines = rest.split(b"\n") if rest else []
             if len(lines) != len(event_ids) + len(quarantine_ids):
                 raise BadMessage("rows message: line count does not match its ids")
             n = len(event_ids)
-            return Encoded(event_ids, lines[:n], quarantine_ids, lines[n:],
-                           list(doc["identities"]), list(doc["client_ids"]),
-                           dict(doc["spans"]))
+            return Encoded(str(doc["business_line"]), event_ids, lines[:n], quarantine_ids,
+                           lines[n:], _links(doc),
+                           list(doc["client_ids"]), dict(doc["spans"]))
         if doc["kind"] == "raw":
             events = doc["events"]
             if not isinstance(events, list):

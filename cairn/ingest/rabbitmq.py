@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable
 
 import aio_pika
 from aio_pika.abc import (
@@ -19,6 +20,7 @@ from cairn.ingest.topology import Declared, Topology, declare
 log = logging.getLogger(__name__)
 _ATTEMPT = "x-cairn-attempt"
 _REASON = "x-cairn-reason"
+_REPLAYED = "x-cairn-replayed"
 
 
 class _AmqpDelivery(Delivery):
@@ -29,12 +31,26 @@ class _AmqpDelivery(Delivery):
         self.message_id = message.message_id or ""
         headers = message.headers or {}
         carried = int(str(headers.get(_ATTEMPT, 1)))
-        # A redelivery after a consumer crash is an attempt too.
-        self.redelivered = bool(message.redelivered)
+        # A redelivery after a consumer crash is an attempt too; a replayed dead letter was
+        # delivered before, whatever its header now says.
+        self.redelivered = bool(message.redelivered) or bool(headers.get(_REPLAYED))
         self.attempt = carried + (1 if self.redelivered else 0)
 
     async def ack(self) -> None:
-        await self._message.ack()
+        await self._settle(self._message.ack())
+
+    async def requeue(self) -> None:
+        await self._settle(self._message.nack(requeue=True))
+
+    @staticmethod
+    async def _settle(action: Awaitable[None]) -> None:
+        # On a channel the broker closed meanwhile, the message is redelivered anyway (to
+        # whichever consumer comes next, flagged redelivered): nothing more to do here.
+        try:
+            await action
+        except (AMQPError, RuntimeError, ConnectionError) as exc:
+            log.warning("could not settle a delivery; the broker will redeliver it",
+                        extra={"error": type(exc).__name__})
 
     async def retry(self, reason: str) -> None:
         if self.attempt >= self._bus.policy.max_attempts:
@@ -45,13 +61,13 @@ class _AmqpDelivery(Delivery):
             self._message, self._bus.declared.retry_exchange, self.attempt + 1, reason,
             expiration_ms=delay_ms,
         )
-        await self._message.ack()
+        await self.ack()
 
     async def dead_letter(self, reason: str) -> None:
         await self._bus._republish(
             self._message, self._bus.declared.dead_exchange, self.attempt, reason
         )
-        await self._message.ack()
+        await self.ack()
 
 
 class RabbitBus(MessageBus):
@@ -160,6 +176,33 @@ class RabbitBus(MessageBus):
         finally:
             await channel.close()
         return out
+
+    async def replay_dead_letters(self, limit: int | None = None) -> int:
+        """Move parked messages back to the main exchange: each is published (confirmed)
+        before it is acked off the dead-letter queue, so a crash repeats, never loses."""
+        if self._conn is None:
+            raise Unavailable("message bus not started")
+        moved = 0
+        channel = await self._conn.channel()
+        try:
+            queue = await channel.get_queue(self.topology.dead_queue, ensure=False)
+            while limit is None or moved < limit:
+                message = await queue.get(no_ack=False, fail=False)
+                if message is None:
+                    break
+                headers = dict(message.headers or {})
+                headers[_ATTEMPT] = 1
+                headers[_REPLAYED] = True
+                await self.declared.exchange.publish(aio_pika.Message(
+                    message.body, message_id=message.message_id,
+                    content_type=message.content_type,
+                    delivery_mode=aio_pika.DeliveryMode.PERSISTENT, headers=headers),
+                    routing_key=message.routing_key or "replay", timeout=10)
+                await message.ack()
+                moved += 1
+        finally:
+            await channel.close()
+        return moved
 
     async def ping(self) -> None:
         if self._conn is None or self._conn.is_closed or self._pub is None:

@@ -6,8 +6,10 @@
 Events are checked against the envelope here (a malformed one raises at once), batched
 (``max_batch`` events or ``linger`` seconds, whichever comes first), published with
 publisher confirms and retried with backoff; the consumer validates them against the
-registry like HTTP traffic. Every event gets an ``event_id`` here, so a retried publish is
-stored once.
+registry like HTTP traffic. A batch is one message whose id is fixed when its first event
+joins; events without an ``event_id`` get the id the consumer derives from that message id
+and their position (returned by ``track``), so a retried publish is stored once, and only
+ids the caller chose need the consumer's cross-message look-up.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from types import TracebackType
 from typing import Any
 
 from cairn.errors import Unavailable
-from cairn.ingest.envelope import parse_one
+from cairn.ingest.envelope import derived_id, parse_one
 from cairn.ingest.messages import RawBatch, encode_raw, key_hash
 from cairn.ingest.rabbitmq import RabbitBus
 from cairn.ingest.topology import Topology
@@ -38,6 +40,7 @@ class TrackingPublisher:
         self._linger = linger
         self._attempts = attempts
         self._pending: list[dict[str, Any]] = []
+        self._message_id = uuid.uuid4().hex  # the id of the batch being filled
         self._lock = asyncio.Lock()
         self._ticker: asyncio.Task[None] | None = None
 
@@ -63,7 +66,9 @@ class TrackingPublisher:
                     platform: str | None = "server", app_version: str | None = None,
                     event_id: str | None = None) -> str:
         """Queue one event; returns its event id. Raises ValidationFailed for a bad envelope."""
-        item: dict[str, Any] = {"event": event, "event_id": event_id or str(uuid.uuid4())}
+        item: dict[str, Any] = {"event": event}
+        if event_id is not None:
+            item["event_id"] = event_id
         for key, value in (("user_id", user_id), ("anonymous_id", anonymous_id),
                            ("session_id", session_id), ("platform", platform),
                            ("app_version", app_version), ("properties", properties)):
@@ -73,23 +78,27 @@ class TrackingPublisher:
             item["timestamp"] = (timestamp.isoformat() if isinstance(timestamp, datetime)
                                  else timestamp)
         parse_one(item)
-        self._pending.append(item)
-        if len(self._pending) >= self._max_batch:
+        async with self._lock:  # a flush in progress owns the batch being filled
+            ident = event_id or derived_id(self._message_id, len(self._pending))
+            self._pending.append(item)
+            full = len(self._pending) >= self._max_batch
+        if full:
             await self.flush()
-        return str(item["event_id"])
+        return ident
 
     async def flush(self) -> None:
         """Publish what is queued; returns once RabbitMQ confirmed it."""
         async with self._lock:
-            while self._pending:
-                batch = self._pending[:self._max_batch]
-                body = encode_raw(RawBatch(self.business_line, self._key_hash,
-                                           int(time.time() * 1000), batch))
-                await self._publish(body)
-                del self._pending[:len(batch)]
+            if not self._pending:
+                return
+            body = encode_raw(RawBatch(self.business_line, self._key_hash,
+                                       int(time.time() * 1000), self._pending))
+            await self._publish(body, self._message_id)
+            self._pending = []
+            self._message_id = uuid.uuid4().hex
 
-    async def _publish(self, body: bytes) -> None:
-        message_id = uuid.uuid4().hex  # the same id on every retry of this batch
+    async def _publish(self, body: bytes, message_id: str) -> None:
+        # The same message id on every retry of this batch: its events keep their ids.
         for attempt in range(1, self._attempts + 1):
             try:
                 await self._bus.publish(body, routing_key=f"{self.business_line}.sdk",

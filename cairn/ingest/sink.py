@@ -1,14 +1,38 @@
 """The ClickHouse sink: bus messages in, rows in ``events``/``quarantine``/``identities`` out.
 
-Messages are gathered into one insert (by event count or after ``max_wait``) and acked only
-after ClickHouse accepted it. Exactly once, by event id:
-- within a flush, a repeated id is kept once;
-- ids that may already be stored — every id of a redelivered or retried message, and every
-  id the client chose — are looked up in ``event_ids`` (ordered by id, fed by materialized
-  views from both tables) and skipped when present;
-- an insert retried inside one flush carries the same ``insert_deduplication_token``.
-A flush whose insert keeps failing is split per message, so one poison message is retried
-(then dead-lettered) alone while the others land.
+Plain at-least-once batching: messages are gathered into one flush (by event count or after
+``max_wait``) and acked only after ClickHouse holds their rows. It is exactly once by
+construction, whatever retries, splits, redeliveries, restarts or concurrent consumers do:
+
+1. A flush stores its rows in one *section* under the ingest lock of each business line it
+   holds (``cairn.ingest.lock``: PostgreSQL advisory locks, every process). Sections that
+   share a line never overlap, and each starts after the previous one's inserts returned,
+   so it sees every row they stored (ClickHouse inserts are synchronous: a returned insert
+   is committed, in the table and in every materialized view it feeds).
+2. A section first records its messages' ids in ``ingest_messages``; a message found there
+   already was begun by an earlier section, which may have stored any part of it.
+3. It then skips every event id that may be stored already, by looking it up in
+   ``event_ids`` (by business line and id): all ids of a message that is redelivered,
+   retried or recorded before (2.), and every id a client chose (it may repeat in another
+   request). Any other id cannot be stored yet: it was drawn for this message (at random by
+   the gateway, derived from the message id for bus events), and no earlier section touched
+   the message, or it would have recorded it first. So no id is inserted twice.
+4. Its inserts carry deduplication tokens derived from the flush's message ids; a retry
+   inside the section re-sends the same blocks with the same tokens, which every table and
+   every view's target drops (each keeps a deduplication window), so a failure between two
+   tables is completed, not doubled.
+A section that fails is not retried with other tokens without the look-ups: its messages
+were recorded (2.), so any later section treats them as suspects.
+
+The one case left: a consumer whose PostgreSQL connection dies *while* its insert is in
+flight loses its lock early; if its messages are redelivered to another consumer in that
+instant, both may store them. The lock's transaction would need to outlive the connection.
+
+Failures: when ClickHouse does not accept inserts at all (a probe insert fails) or a store
+is Unavailable, the sink hands every held message back (``requeue``: it stays in RabbitMQ,
+or in the embedded bus's durable spool), stops consuming and probes with a backoff, then
+resumes by itself. Otherwise a failing flush is split per message, so a poison message is
+retried (then dead-lettered) alone while the others land.
 """
 
 from __future__ import annotations
@@ -19,11 +43,11 @@ import hashlib
 import logging
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
-from cairn.errors import CairnError, ValidationFailed
-from cairn.ingest.bus import Delivery
+from cairn.errors import CairnError, Unavailable, ValidationFailed
+from cairn.ingest.bus import Delivery, MessageBus
 from cairn.ingest.envelope import (
     EVENT_COLUMNS,
     ID_NAMESPACE,
@@ -35,6 +59,7 @@ from cairn.ingest.envelope import (
     quarantine_row,
 )
 from cairn.ingest.keys import WriteKeys
+from cairn.ingest.lock import IngestLock
 from cairn.ingest.messages import BadMessage, Encoded, RawBatch, decode, encode_prepared
 from cairn.ingest.registry import Registry
 from cairn.olap.port import ClickHouse, OlapError
@@ -44,6 +69,7 @@ from cairn.tasks import cancel
 
 log = logging.getLogger(__name__)
 _LOOKUP_CHUNK = 20_000
+_PROBE_BACKOFF = (0.5, 1.0, 2.0, 4.0, 8.0, 15.0)
 
 
 @dataclass
@@ -57,13 +83,38 @@ class _Item:
         return self.delivery.redelivered or self.delivery.attempt > 1
 
 
+@dataclass
+class _Rows:
+    """What one section inserts, de-duplicated."""
+
+    event_lines: list[bytes] = field(default_factory=list)
+    quarantine_lines: list[bytes] = field(default_factory=list)
+    identities: list[dict[str, Any]] = field(default_factory=list)
+    spans: dict[str, list[float]] = field(default_factory=dict)
+
+
+@dataclass
+class SinkStats:
+    """Counters the tests and /readyz read: the mechanisms at work, not timings."""
+
+    flushes: int = 0
+    sections: int = 0
+    looked_up: int = 0
+    skipped: int = 0
+    splits: int = 0
+    pauses: int = 0
+    stored: int = 0
+
+
 class ClickHouseSink:
     def __init__(self, olap: ClickHouse, registry: Registry, keys: WriteKeys,
-                 cache: QueryCache | None = None, *, max_events: int = 20_000,
-                 max_wait: float = 0.05, insert_attempts: int = 3) -> None:
+                 lock: IngestLock, cache: QueryCache | None = None, *,
+                 max_events: int = 20_000, max_wait: float = 0.05,
+                 insert_attempts: int = 3) -> None:
         self._olap = olap
         self._registry = registry
         self._keys = keys
+        self._lock = lock
         self._cache = cache
         self.max_events = max_events
         self.max_wait = max_wait
@@ -74,17 +125,33 @@ class ClickHouseSink:
         self._full = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._closing = False
+        self._bus: MessageBus | None = None
+        self._prefetch = 256
+        self.paused: str | None = None
+        self._resumer: asyncio.Task[None] | None = None
+        self.stats = SinkStats()
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="clickhouse-sink")
 
+    async def consume_from(self, bus: MessageBus, *, prefetch: int = 256) -> None:
+        """Take messages from ``bus`` (the sink pauses and resumes this itself)."""
+        self._bus, self._prefetch = bus, prefetch
+        await bus.consume(self.handle, prefetch=prefetch)
+
     async def handle(self, delivery: Delivery) -> None:
         """Bus handler: decode (and validate SDK events) now, so it overlaps the insert in
         flight; buffer; the flusher settles the delivery."""
+        if self.paused:
+            await delivery.requeue()
+            return
         try:
             message = await self._prepared(decode(delivery.body), delivery.message_id)
         except BadMessage as exc:
             await delivery.dead_letter(str(exc))
+            return
+        if self.paused:
+            await delivery.requeue()
             return
         self._buffer.append(_Item(delivery, message))
         self._count += message.size
@@ -111,27 +178,176 @@ class ClickHouseSink:
                 continue
             try:
                 await self.flush(items)
-            except Exception:  # never let the flusher die: settle what is left as retries
+            except Exception:  # never let the flusher die: hand what is left back
                 log.exception("sink flush failed")
                 for item in items:
                     with contextlib.suppress(Exception):
-                        await item.delivery.retry("sink flush failed")
+                        await item.delivery.requeue()
 
     async def flush(self, items: Sequence[_Item]) -> None:
-        merged = await self._exactly_once(items)
-        token = hashlib.sha256("|".join(i.delivery.message_id for i in items).encode())
+        self.stats.flushes += 1
         try:
-            await self._insert(merged, token.hexdigest())
-        except (OlapError, CairnError, OSError) as exc:
-            if len(items) == 1:
-                await items[0].delivery.retry(f"ClickHouse insert failed: {exc}"[:500])
-                return
-            log.warning("batch insert failed; inserting message by message", exc_info=True)
-            for item in items:
-                await self.flush([item])
+            await self._store(items)
+        except Exception as exc:
+            await self._failed(items, exc)
             return
         for item in items:
             await item.delivery.ack()
+
+    async def _failed(self, items: Sequence[_Item], exc: Exception) -> None:
+        if isinstance(exc, Unavailable) or not await self._accepts_inserts():
+            log.warning("stores unavailable: pausing ingestion",
+                        extra={"error": f"{type(exc).__name__}: {exc}"[:300]})
+            await self._pause(items, "ClickHouse or PostgreSQL does not accept writes")
+            return
+        if len(items) > 1:
+            self.stats.splits += 1
+            log.warning("batch insert failed; inserting message by message",
+                        extra={"error": f"{type(exc).__name__}: {exc}"[:300]})
+            for item in items:
+                await self.flush([item])
+            return
+        await items[0].delivery.retry(f"ClickHouse insert failed: {exc}"[:500])
+
+    # ------------------------------------------------------------------ the section
+
+    async def _store(self, items: Sequence[_Item]) -> None:
+        ids = [i.delivery.message_id for i in items]
+        token = hashlib.sha256("|".join(ids).encode()).hexdigest()
+        async with self._lock.hold(i.message.business_line for i in items):
+            self.stats.sections += 1
+            seen = await self._recorded(ids)
+            await self._olap.insert("ingest_messages", [{"message_id": m} for m in ids],
+                                    settings={"insert_deduplication_token": f"{token}-m"})
+            rows = await self._exactly_once(items, seen)
+            await self._insert(rows, token)
+
+    async def _recorded(self, message_ids: list[str]) -> set[str]:
+        rows = await self._olap.fetch(
+            "SELECT message_id FROM ingest_messages WHERE message_id IN {ids:Array(String)}",
+            {"ids": sorted(set(message_ids))})
+        return {r["message_id"] for r in rows}
+
+    async def _exactly_once(self, items: Sequence[_Item], recorded: set[str]) -> _Rows:
+        suspect: dict[str, set[str]] = {}
+        for item in items:
+            part = item.message
+            ids = suspect.setdefault(part.business_line, set())
+            if item.again or item.delivery.message_id in recorded:
+                ids.update(part.event_ids)
+                ids.update(part.quarantine_ids)
+            else:
+                ids.update(part.client_ids)
+        seen = {(line, ident) for line, ids in suspect.items() if ids
+                for ident in await self._stored_ids(line, ids)}
+        self.stats.looked_up += sum(len(ids) for ids in suspect.values())
+        out = _Rows()
+        skipped = 0
+        for item in items:
+            part = item.message
+            line = part.business_line
+            kept: set[str] = set()
+            for idents, lines, into in ((part.event_ids, part.event_lines, out.event_lines),
+                                        (part.quarantine_ids, part.quarantine_lines,
+                                         out.quarantine_lines)):
+                for ident, row in zip(idents, lines, strict=True):
+                    if (line, ident) in seen:
+                        skipped += 1
+                        continue
+                    seen.add((line, ident))
+                    kept.add(ident)
+                    into.append(row)
+            # A link is stored with its identify event, never without it.
+            out.identities += [link for ident, link in part.identities
+                               if not ident or ident in kept]
+            for span_line, (low, high) in part.spans.items():
+                span = out.spans.setdefault(span_line, [low, high])
+                span[0], span[1] = min(span[0], low), max(span[1], high)
+        self.stats.skipped += skipped
+        return out
+
+    async def _stored_ids(self, business_line: str, ids: set[str]) -> set[str]:
+        found: set[str] = set()
+        ordered = sorted(ids)
+        for start in range(0, len(ordered), _LOOKUP_CHUNK):
+            rows = await self._olap.fetch(
+                "SELECT toString(event_id) AS id FROM event_ids "
+                "WHERE business_line = {line:String} AND event_id IN {ids:Array(UUID)}",
+                {"line": business_line, "ids": ordered[start:start + _LOOKUP_CHUNK]})
+            found.update(r["id"] for r in rows)
+        return found
+
+    async def _insert(self, rows: _Rows, token: str) -> None:
+        for attempt in range(1, self._attempts + 1):
+            try:
+                for table, columns, lines in (
+                        ("events", EVENT_COLUMNS, rows.event_lines),
+                        ("quarantine", QUARANTINE_COLUMNS, rows.quarantine_lines)):
+                    if lines:
+                        await self._olap.insert_json_lines(
+                            table, b"\n".join(lines), columns=columns,
+                            settings={"insert_deduplication_token": f"{token}-{table}"})
+                if rows.identities:
+                    await self._olap.insert("identities", rows.identities, settings={
+                        "insert_deduplication_token": f"{token}-identities"})
+                break
+            except (OlapError, OSError) as exc:
+                if attempt == self._attempts:
+                    raise
+                log.warning("insert failed (attempt %d): %s", attempt, exc)
+                await asyncio.sleep(0.2 * attempt)
+        self.stats.stored += len(rows.event_lines) + len(rows.quarantine_lines)
+        if self._cache is not None:
+            for line, (low, high) in rows.spans.items():
+                self._cache.invalidate(line, from_ms(int(low * 1000)),
+                                       from_ms(int(high * 1000) + 1))
+
+    # ------------------------------------------------------------------ outages
+
+    async def _accepts_inserts(self) -> bool:
+        """A store that takes a one-row insert is up: the failure was the message's own."""
+        try:
+            await self._olap.insert("ingest_messages", [{"message_id": "probe"}], settings={
+                "insert_deduplication_token": f"probe-{uuid.uuid4().hex}"})
+            async with self._lock.hold(()):
+                pass
+        except Exception:
+            return False
+        return True
+
+    async def _pause(self, items: Sequence[_Item], reason: str) -> None:
+        first = self.paused is None
+        self.paused = reason
+        held, self._buffer, self._count = [*items, *self._buffer], [], 0
+        for item in held:
+            with contextlib.suppress(Exception):
+                await item.delivery.requeue()
+        if first:
+            self.stats.pauses += 1
+            if self._bus is not None:
+                await self._bus.stop_consuming()
+            self._resumer = asyncio.create_task(self._resume(), name="sink-resume")
+
+    async def _resume(self) -> None:
+        """Probe with a growing backoff; consume again once both stores take writes."""
+        step = 0
+        while not self._closing:
+            await asyncio.sleep(_PROBE_BACKOFF[min(step, len(_PROBE_BACKOFF) - 1)])
+            step += 1
+            if not await self._accepts_inserts():
+                continue
+            reason, self.paused = self.paused, None
+            try:
+                if self._bus is not None:
+                    await self._bus.consume(self.handle, prefetch=self._prefetch)
+            except Exception:
+                log.exception("could not consume again; retrying")
+                self.paused = reason
+                continue
+            log.info("stores accept writes again: ingestion resumed")
+            return
+
+    # ------------------------------------------------------------------ bus events
 
     async def _prepared(self, message: Encoded | RawBatch, message_id: str) -> Encoded:
         if isinstance(message, Encoded):
@@ -163,74 +379,13 @@ class ClickHouseSink:
         await self._registry.ensure_all(message.business_line, (e["event"] for e in good))
         # Ids the publisher left out derive from the message id: a redelivery repeats them.
         return encode_prepared(prepare(good, raws, message.business_line, message.received_ms,
-                                       self._registry.get, into=out, id_seed=message_id))
-
-    async def _exactly_once(self, items: Sequence[_Item]) -> Encoded:
-        suspect: set[str] = set()
-        for item in items:
-            part = item.message
-            if item.again:
-                suspect.update(part.event_ids)
-                suspect.update(part.quarantine_ids)
-            else:
-                suspect.update(part.client_ids)
-        seen = await self._stored_ids(suspect) if suspect else set()
-        merged = Encoded()
-        for item in items:
-            part = item.message
-            for ids, lines, to_ids, to_lines in (
-                    (part.event_ids, part.event_lines, merged.event_ids, merged.event_lines),
-                    (part.quarantine_ids, part.quarantine_lines, merged.quarantine_ids,
-                     merged.quarantine_lines)):
-                for ident, line in zip(ids, lines, strict=True):
-                    if ident not in seen:
-                        seen.add(ident)
-                        to_ids.append(ident)
-                        to_lines.append(line)
-            merged.identities += part.identities
-            for business_line, (low, high) in part.spans.items():
-                span = merged.spans.setdefault(business_line, [low, high])
-                span[0], span[1] = min(span[0], low), max(span[1], high)
-        return merged
-
-    async def _stored_ids(self, ids: set[str]) -> set[str]:
-        found: set[str] = set()
-        ordered = sorted(ids)
-        for start in range(0, len(ordered), _LOOKUP_CHUNK):
-            rows = await self._olap.fetch(
-                "SELECT toString(event_id) AS id FROM event_ids "
-                "WHERE event_id IN {ids:Array(UUID)}",
-                {"ids": ordered[start:start + _LOOKUP_CHUNK]})
-            found.update(r["id"] for r in rows)
-        return found
-
-    async def _insert(self, rows: Encoded, token: str) -> None:
-        for attempt in range(1, self._attempts + 1):
-            try:
-                for table, columns, lines in (
-                        ("events", EVENT_COLUMNS, rows.event_lines),
-                        ("quarantine", QUARANTINE_COLUMNS, rows.quarantine_lines)):
-                    if lines:
-                        await self._olap.insert_json_lines(
-                            table, b"\n".join(lines), columns=columns,
-                            settings={"insert_deduplication_token": f"{token}-{table}"})
-                if rows.identities:
-                    await self._olap.insert("identities", rows.identities, settings={
-                        "insert_deduplication_token": f"{token}-identities"})
-                break
-            except (OlapError, OSError) as exc:
-                if attempt == self._attempts:
-                    raise
-                log.warning("insert failed (attempt %d): %s", attempt, exc)
-                await asyncio.sleep(0.2 * attempt)
-        if self._cache is not None:
-            for line, (low, high) in rows.spans.items():
-                self._cache.invalidate(line, from_ms(int(low * 1000)),
-                                       from_ms(int(high * 1000) + 1))
+                                       self._registry.get, into=out, id_seed=message_id),
+                               message.business_line)
 
     async def stop(self, drain_seconds: float = 30.0) -> None:
         """Flush what is buffered (stop consuming first), then end the flusher."""
         self._closing = True
+        await cancel(self._resumer)
         self._has_data.set()
         self._full.set()
         if self._task is not None:
@@ -238,5 +393,4 @@ class ClickHouseSink:
             if not done:
                 await cancel(self._task)
             self._task = None
-        # Anything still unsettled is redelivered by the broker (or failed by the memory bus).
-
+        # Anything still unsettled is redelivered by the broker (or spooled by the memory bus).

@@ -20,6 +20,9 @@ STORED_STAGES = ("ONLINE", "DEPRECATED")
 # ClickHouse DateTime64(3) holds 1900..2299; anything outside is not a usable time.
 _MIN_MS = 0
 _MAX_MS = 7_258_118_400_000  # 2200-01-01
+# A client timestamp further than this after Cairn received the event is not believed.
+MAX_FUTURE_MS = 24 * 3600 * 1000
+_MAX_DIGITS = 15  # epoch milliseconds up to year 33658: longer digit strings are not times
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,12 +141,16 @@ def to_epoch_ms(value: Any) -> int | None:
         ms = int(value)
     elif isinstance(value, str):
         text = value.strip()
-        if text.isdigit():
+        if len(text) > 64:
+            return None  # no time is written that long; int() of 4,300 digits even raises
+        if text.isascii() and text.isdigit():  # "²".isdigit() is True in Python
+            if len(text) > _MAX_DIGITS:
+                return None
             ms = int(text)
         else:
             try:
                 parsed = datetime.fromisoformat(text)
-            except ValueError:
+            except (ValueError, OverflowError):
                 return None
             if parsed.tzinfo is None:
                 parsed = parsed.replace(tzinfo=UTC)

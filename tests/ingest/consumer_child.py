@@ -20,16 +20,16 @@ import orjson
 
 from cairn.bootstrap import build
 from cairn.ingest.bus import Delivery
-from cairn.ingest.envelope import Prepared
+from cairn.ingest.lock import IngestLock
 from cairn.ingest.rabbitmq import RabbitBus
-from cairn.ingest.sink import ClickHouseSink
+from cairn.ingest.sink import ClickHouseSink, _Rows
 from cairn.ingest.topology import Topology
 from cairn.olap.chdb_store import ChdbClickHouse
 from cairn.settings import Settings
 
 
 class KilledAfterInsert(ClickHouseSink):
-    async def _insert(self, rows: Prepared, token: str) -> None:
+    async def _insert(self, rows: _Rows, token: str) -> None:
         await super()._insert(rows, token)
         os.kill(os.getpid(), signal.SIGKILL)  # inserted, never acked
 
@@ -46,7 +46,8 @@ async def main(db: str, amqp: str, prefix: str, path: str, expected: int, messag
     # The drain batches differently from the killed run, so ClickHouse's insert-token dedup
     # cannot hide a missing event-id check.
     sink = kind(olap, container.ingest.registry, container.ingest.keys,
-                max_events=100_000 if mode == "kill" else 100, max_wait=0.5)
+                IngestLock(container.pool), max_events=100_000 if mode == "kill" else 100,
+                max_wait=0.5)
     sink.start()
     received = 0
 

@@ -11,7 +11,9 @@ from cairn.errors import Unavailable
 from cairn.ingest.bus import Delivery, MessageBus, RetryPolicy
 from cairn.ingest.memory_bus import MemoryBus
 from cairn.ingest.rabbitmq import RabbitBus
+from cairn.ingest.spool import Spool
 from cairn.ingest.topology import Topology, delete
+from cairn.postgres import create_pool
 from tests.conftest import AMQP_URL, unique
 
 pytestmark = pytest.mark.integration
@@ -19,10 +21,12 @@ POLICY = RetryPolicy(max_attempts=3, first_delay=0.05, factor=2)
 
 
 @pytest.fixture(params=["memory", "rabbitmq"])
-async def bus(request: pytest.FixtureRequest) -> AsyncIterator[MessageBus]:
+async def bus(request: pytest.FixtureRequest, pg_url: str) -> AsyncIterator[MessageBus]:
     made: MessageBus
+    pool = await create_pool(pg_url)
     if request.param == "memory":
-        made = MemoryBus(POLICY)
+        # The embedded bus keeps what it could not store in PostgreSQL, never in memory.
+        made = MemoryBus(POLICY, Spool(pool))
     else:
         made = RabbitBus(AMQP_URL, Topology(prefix=unique("test")), POLICY)
     await made.start()
@@ -31,6 +35,7 @@ async def bus(request: pytest.FixtureRequest) -> AsyncIterator[MessageBus]:
         assert made._pub is not None
         await delete(made._pub, made.topology)
     await made.close()
+    await pool.close()
 
 
 async def _publish(bus: MessageBus, body: bytes, mid: str) -> asyncio.Task[None]:

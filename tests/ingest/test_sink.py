@@ -11,9 +11,11 @@ import pytest
 from cairn.bootstrap import Container
 from cairn.ingest.bus import RetryPolicy
 from cairn.ingest.envelope import prepare
+from cairn.ingest.lock import IngestLock
 from cairn.ingest.memory_bus import MemoryBus
 from cairn.ingest.messages import encode_rows
 from cairn.ingest.sink import ClickHouseSink
+from cairn.ingest.spool import Spool
 from cairn.ingest.validation import LiveSchema
 
 SCHEMA = LiveSchema.from_properties("shop", "tap", "ONLINE", "B", "1-0-0", [])
@@ -29,19 +31,25 @@ def rows_message(users: list[str]) -> bytes:
 async def test_a_poison_message_is_split_off_retried_and_dead_lettered(
         container: Container, caplog: pytest.LogCaptureFixture) -> None:
     assert container.ingest is not None
-    bus = MemoryBus(RetryPolicy(max_attempts=2, first_delay=0.01))
+    bus = MemoryBus(RetryPolicy(max_attempts=2, first_delay=0.01), Spool(container.pool))
+    await bus.start()
     sink = ClickHouseSink(container.olap, container.ingest.registry, container.ingest.keys,
-                          max_wait=0.2)
+                          IngestLock(container.pool), max_wait=0.2)
     sink.start()
-    await bus.consume(sink.handle)
+    await sink.consume_from(bus)
     good = rows_message(["u1", "u2"])
     # Decodes fine (one line per id) but ClickHouse rejects the row: a value list too short.
     head, _, _ = rows_message(["u3"]).partition(b"\n")
     poison = head + b'\n["not a row"]'
     try:
+        # Each publish returns once its message is stored, or kept in the durable spool.
         await asyncio.gather(
             bus.publish(good, routing_key="shop.http", message_id=uuid.uuid4().hex),
             bus.publish(poison, routing_key="shop.http", message_id=uuid.uuid4().hex))
+        for _ in range(100):  # the spool hands the poison back once more, then it is dead
+            if await bus.dead_letters():
+                break
+            await asyncio.sleep(0.05)
     finally:
         await bus.stop_consuming()
         await sink.stop()
