@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
@@ -79,23 +79,84 @@ async def apply_schema(pool: asyncpg.Pool, ddl: str) -> None:
         await conn.execute(ddl)
 
 
-async def listen(pool: asyncpg.Pool, channel: str, callback: Callable[..., None]) -> Listener:
-    """A pooled connection held for LISTEN on ``channel``; release it with ``unlisten``."""
-    conn = await pool.acquire()
-    await conn.add_listener(channel, callback)
-    return Listener(conn, channel, callback)
+class Listener:
+    """LISTEN on ``channel`` from a pooled connection of its own, re-established when it
+    drops (a PostgreSQL restart, ``pg_terminate_backend``): NOTIFYs sent meanwhile are lost,
+    so ``on_reconnect`` runs once listening again and the owner catches up by reading."""
+
+    def __init__(self, pool: asyncpg.Pool, channel: str, callback: Callable[..., None],
+                 on_reconnect: Callable[[], None] | None = None) -> None:
+        self._pool = pool
+        self.channel = channel
+        self._callback = callback
+        self._on_reconnect = on_reconnect
+        self._conn: Any = None
+        self._reconnecting: asyncio.Task[None] | None = None
+        self._stopped = False
+        self.reconnects = 0
+
+    async def start(self) -> None:
+        await self._connect()
+
+    async def _connect(self) -> None:
+        conn = await self._pool.acquire()
+        try:
+            await conn.add_listener(self.channel, self._callback)
+        except BaseException:
+            await self._pool.release(conn)
+            raise
+        conn.add_termination_listener(self._lost)
+        self._conn = conn
+
+    def _lost(self, _conn: Any) -> None:
+        if self._stopped or (self._reconnecting and not self._reconnecting.done()):
+            return
+        self._reconnecting = asyncio.get_running_loop().create_task(
+            self._reconnect(), name=f"relisten-{self.channel}")
+
+    async def _reconnect(self) -> None:
+        dead, self._conn = self._conn, None
+        if dead is not None:
+            with contextlib.suppress(Exception):
+                await self._pool.release(dead)
+        delay = 0.2
+        while not self._stopped:
+            try:
+                await self._connect()
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError):
+                log.warning("LISTEN connection lost; retrying", extra={"channel": self.channel})
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+                continue
+            self.reconnects += 1
+            log.info("LISTEN re-established", extra={"channel": self.channel})
+            if self._on_reconnect is not None:
+                self._on_reconnect()
+            return
+
+    async def stop(self) -> None:
+        self._stopped = True
+        if self._reconnecting is not None:
+            self._reconnecting.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._reconnecting
+        conn, self._conn = self._conn, None
+        if conn is None:
+            return
+        with contextlib.suppress(Exception):  # the connection may already be gone
+            conn.remove_termination_listener(self._lost)
+            await conn.remove_listener(self.channel, self._callback)
+        await self._pool.release(conn)
+
+
+async def listen(pool: asyncpg.Pool, channel: str, callback: Callable[..., None],
+                 on_reconnect: Callable[[], None] | None = None) -> Listener:
+    """Start a Listener (see there); end it with ``unlisten``."""
+    listener = Listener(pool, channel, callback, on_reconnect)
+    await listener.start()
+    return listener
 
 
 async def unlisten(pool: asyncpg.Pool, listener: Listener | None) -> None:
-    if listener is None:
-        return
-    with contextlib.suppress(Exception):  # the connection may already be gone
-        await listener.conn.remove_listener(listener.channel, listener.callback)
-    await pool.release(listener.conn)
-
-
-@dataclass(frozen=True)
-class Listener:
-    conn: Any
-    channel: str
-    callback: Callable[..., None]
+    if listener is not None:
+        await listener.stop()

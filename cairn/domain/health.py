@@ -9,6 +9,9 @@ The monitor measures (``HealthFacts``), these rules judge. Statuses:
   A DEPRECATED definition is never SILENT: quiet is what deprecation asks for.
 - CRITICAL: invalid rate (quarantined / all, in the window) ≥ 20 %; a required property
   missing from more than 20 % of events; volume below 10 % of a baseline of ≥ 100 events.
+  Volume and baseline count all traffic of the definition, valid or quarantined: traffic
+  of a level-A definition is quarantined by policy and must not read as a collapse, or the
+  level would hold itself in place.
 - WARNING: invalid rate ≥ 2 %; a required property missing from more than 1 % of events;
   ``unknown_property`` warnings on ≥ 5 % of events; volume below half its baseline (and
   at least 3 standard deviations below, treating counts as Poisson: z = (v − b) / √b) or above
@@ -93,7 +96,7 @@ def assess(f: HealthFacts, t: Thresholds = Thresholds()) -> Assessment:
     invalid_rate = invalid / total if total else 0.0
     report: dict[str, Any] = {
         "checkedAt": f.checked_at.isoformat(), "windowSeconds": int(f.window.total_seconds()),
-        "volume": f.volume, "quarantined": f.quarantined,
+        "volume": total, "valid": f.volume, "quarantined": f.quarantined,
         "baseline": None if f.baseline is None else round(f.baseline, 3),
         "invalidRate": round(invalid_rate, 6),
         "lastSeen": f.last_seen.isoformat() if f.last_seen else None,
@@ -157,7 +160,7 @@ def _volume(f: HealthFacts, t: Thresholds, critical: list[str], warning: list[st
     b = f.baseline
     if b is None or b < t.min_baseline:
         return
-    v = f.volume
+    v = f.volume + f.quarantined
     z = (v - b) / math.sqrt(b)
     if v < t.drop_critical * b and b >= t.drop_critical_baseline:
         critical.append(f"volume collapsed: {v} events vs a baseline of {b:.0f}")

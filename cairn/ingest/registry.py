@@ -54,12 +54,18 @@ class Registry:
         return self._schemas.get((business_line, name))
 
     async def start(self) -> None:
-        self._listener = await listen(self._pool, DEFINITIONS_CHANNEL, self._notified)
+        # After a lost connection, NOTIFYs sent meanwhile are gone: reload everything.
+        self._listener = await listen(self._pool, DEFINITIONS_CHANNEL, self._notified,
+                                      on_reconnect=self._resync)
         await self.refresh()
         self._task = asyncio.create_task(self._follow(), name="schema-registry")
 
     def _notified(self, _conn: Any, _pid: int, _channel: str, payload: str) -> None:
         self._pending.add(payload or "*")
+        self._dirty.set()
+
+    def _resync(self) -> None:
+        self._pending.add("*")
         self._dirty.set()
 
     async def _follow(self) -> None:

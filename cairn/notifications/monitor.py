@@ -5,7 +5,8 @@ set-based ClickHouse queries (cairn.notifications.queries); judge each with the 
 cairn.domain.health and cairn.domain.levels (in a worker thread); record only what changed
 (status or level) through ``Governance.record_checks`` (a worker thread, saved in chunks);
 refresh every definition's latest report; list unknown event names per business line; mail
-one digest per owner. A PostgreSQL advisory lock keeps two processes from running at once.
+one digest per owner; delete what the current levels no longer retain. A PostgreSQL advisory
+lock keeps two processes from running at once.
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ from cairn.notifications.queries import (
 )
 from cairn.notifications.tables import DDL
 from cairn.notifications.webhooks import WebhookReport, Webhooks
+from cairn.olap import retention
 from cairn.olap.port import ClickHouse
 from cairn.projections.runner import upsert_health
 
@@ -97,6 +99,7 @@ class RunReport:
     webhooks: WebhookReport | None = None
     seconds: dict[str, float] = field(default_factory=dict)
     skipped: bool = False
+    expired: dict[str, int] = field(default_factory=dict)  # rows deleted per table:level
 
 
 class Monitor:
@@ -182,6 +185,11 @@ class Monitor:
         lap("record")
         await self._store(findings, quarantined, now, report)
         lap("store")
+        # Retention follows each definition's level as judged now (cairn.olap.retention).
+        report.expired = await retention.apply(
+            self._olap, {(f.row["business_line"], f.row["name"]): f.level for f in findings},
+            now)
+        lap("retention")
         report.checked = len(findings)
         report.recorded = len(changed)
         for f in findings:

@@ -8,12 +8,14 @@ definition. ``to_sql`` is pure (SQL text plus bound parameters); ``run`` fetches
 - ``QuarantineQuery``: quarantined traffic in the window with counts per reason, from
   ``quarantine`` (this also finds ``unknown_event`` names).
 - ``BaselineQuery``: the same window on each of the previous ``days`` days, from the
-  ``events_hourly`` rollup (hour buckets pro-rated by overlap), plus the traffic total over
+  ``events_hourly`` and ``quarantine_hourly`` rollups (all traffic, valid or not: level-A
+  traffic is quarantined and still counts; hour buckets pro-rated by overlap), plus the
+  traffic total over
   those days (for the traffic share), the first and last active hour and the longest gap
   between active hours (the definition's usual gap).
 
-``events`` is a ReplacingMergeTree: until merges run, a re-delivered event may count twice.
-A monitor tolerates that; exact answers would need FINAL and cost a full re-sort.
+Every bound is a ``DateTime64(3, 'UTC')`` parameter: without the zone ClickHouse reads it in
+the host's time zone.
 """
 
 from __future__ import annotations
@@ -87,7 +89,8 @@ class WindowQuery:
                    sumMap(mapFromArrays(warnings, arrayMap(w -> toUInt64(1), warnings)))
                        AS warnings
                 FROM events
-                WHERE timestamp >= {start:DateTime64(3)} AND timestamp < {end:DateTime64(3)}
+                WHERE timestamp >= {start:DateTime64(3, 'UTC')}
+                  AND timestamp < {end:DateTime64(3, 'UTC')}
                 GROUP BY business_line, event""",
                 {"start": self.window.start, "end": self.window.end})
 
@@ -113,7 +116,8 @@ class QuarantineQuery:
                    sumMap(mapFromArrays(reasons, arrayMap(r -> toUInt64(1), reasons)))
                        AS reasons
                 FROM quarantine
-                WHERE received_at >= {start:DateTime64(3)} AND received_at < {end:DateTime64(3)}
+                WHERE received_at >= {start:DateTime64(3, 'UTC')}
+                  AND received_at < {end:DateTime64(3, 'UTC')}
                 GROUP BY business_line, event""",
                 {"start": self.window.start, "end": self.window.end})
 
@@ -152,7 +156,13 @@ class BaselineQuery:
                      {", ".join(shares)}
                   FROM (SELECT business_line, event, toInt64(toUInt32(hour)) AS h, pv
                         FROM events_hourly
-                        WHERE hour >= {{from:DateTime64(3)}} AND hour < {{to:DateTime64(3)}})
+                        WHERE hour >= {{from:DateTime64(3, 'UTC')}}
+                          AND hour < {{to:DateTime64(3, 'UTC')}}
+                        UNION ALL
+                        SELECT business_line, event, toInt64(toUInt32(hour)) AS h, n AS pv
+                        FROM quarantine_hourly
+                        WHERE hour >= {{from:DateTime64(3, 'UTC')}}
+                          AND hour < {{to:DateTime64(3, 'UTC')}})
                   GROUP BY business_line, event"""
         return sql, params
 

@@ -34,7 +34,9 @@ class ChangeFeed:
     async def start(self) -> None:
         self._last = int(await self._pool.fetchval(
             "SELECT coalesce(max(position), 0) FROM rm_changes") or 0)
-        self._listener = await listen(self._pool, DEFINITIONS_CHANNEL, self._notified)
+        # After a lost connection, read what was recorded meanwhile (by position).
+        self._listener = await listen(self._pool, DEFINITIONS_CHANNEL, self._notified,
+                                      on_reconnect=self._notified)
 
     def _notified(self, *_: Any) -> None:
         # A projection batch notifies once per definition it touched: one reader serves the

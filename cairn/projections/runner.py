@@ -152,7 +152,8 @@ class ProjectionRunner:
     async def start(self) -> None:
         async with self._pool.acquire() as conn:
             await conn.execute(DDL)
-        self._listener = await listen(self._pool, self._channel, self._notified)
+        self._listener = await listen(self._pool, self._channel, self._notified,
+                                      on_reconnect=self._notified)
         self._task = asyncio.create_task(self._run(), name="projection-runner")
 
     def _notified(self, *_: Any) -> None:

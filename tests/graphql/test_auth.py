@@ -71,7 +71,8 @@ async def test_health_endpoints(client: TestClient[Any, Any]) -> None:
     assert (await client.get("/healthz")).status == 200
     ready = await client.get("/readyz")
     assert ready.status == 200
-    assert (await ready.json())["checks"] == {"postgres": "ok", "clickhouse": "ok", "bus": "ok"}
+    assert (await ready.json())["checks"] == {"postgres": "ok", "clickhouse": "ok", "bus": "ok",
+                                              "ingest": "ok"}
     page = await client.get("/graphql", headers={"Accept": "text/html"})
     assert page.status == 200
     assert "graphiql" in (await page.text()).lower()
