@@ -33,7 +33,7 @@ from cairn.notifications.webhooks import Webhooks
 from cairn.olap.port import ClickHouse
 from cairn.olap.queries.cache import QueryCache
 from cairn.olap.schema import Layout, migrate
-from cairn.postgres import EmbeddedPostgres, apply_schema, create_pool
+from cairn.postgres import EmbeddedPostgres, apply_schema, create_pool, schema_lock
 from cairn.projections import tables as projection_tables
 from cairn.projections.feed import ChangeFeed
 from cairn.projections.runner import ProjectionRunner
@@ -170,7 +170,10 @@ async def start_governance(container: Container, *, run_projections: bool = True
     from cairn.postgres import eventsourcing_env
 
     env = eventsourcing_env(container.database_url)
-    app = await asyncio.to_thread(Governance, env=env)
+    # The application creates its tables on start: one process at a time (two `serve` or
+    # `consume` starting together raced on CREATE TABLE).
+    async with schema_lock(container.pool):
+        app = await asyncio.to_thread(Governance, env=env)
     container.governance = app
     container.closers.append(lambda: asyncio.to_thread(app.close))
     await apply_schema(container.pool, projection_tables.DDL)
@@ -199,7 +202,9 @@ class Ingest:
 
 async def start_ingest(container: Container, *, consume: bool) -> None:
     """ClickHouse tables, the registry, the gateway, and (``consume``) the bus consumer."""
-    await migrate(container.olap, Layout(quarantine_days=container.settings.quarantine_days))
+    async with schema_lock(container.pool):  # migrations run once, whatever starts together
+        await migrate(container.olap,
+                      Layout(quarantine_days=container.settings.quarantine_days))
     registry = Registry(container.pool)
     await registry.start()
     container.closers.append(registry.stop)
@@ -207,10 +212,11 @@ async def start_ingest(container: Container, *, consume: bool) -> None:
     ingest = Ingest(registry, keys, Gateway(registry, keys, container.bus))
     container.ingest = ingest
     if consume:
+        settings = container.settings
         sink = ClickHouseSink(container.olap, registry, keys, IngestLock(container.pool),
-                              container.query_cache)
+                              container.query_cache, max_events=settings.sink_batch_events)
         sink.start()
-        await sink.consume_from(container.bus, prefetch=256)
+        await sink.consume_from(container.bus, prefetch=settings.consumer_prefetch)
         ingest.sink = sink
 
         async def stop_sink() -> None:

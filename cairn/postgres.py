@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import logging
 import warnings
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
@@ -70,6 +70,21 @@ async def create_pool(url: str, *, min_size: int = 1, max_size: int = 10) -> asy
         raise Unavailable(f"PostgreSQL unreachable: {type(exc).__name__}: {exc}") from exc
     assert pool is not None
     return pool
+
+
+SCHEMA_LOCK = 727_275
+
+
+@contextlib.asynccontextmanager
+async def schema_lock(pool: asyncpg.Pool) -> AsyncIterator[None]:
+    """Held while one process creates or migrates shared schemas (PostgreSQL tables of the
+    event store, ClickHouse migrations): every other process waits its turn."""
+    async with pool.acquire() as conn:
+        await conn.execute("SELECT pg_advisory_lock($1)", SCHEMA_LOCK)
+        try:
+            yield
+        finally:
+            await conn.execute("SELECT pg_advisory_unlock($1)", SCHEMA_LOCK)
 
 
 async def apply_schema(pool: asyncpg.Pool, ddl: str) -> None:

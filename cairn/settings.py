@@ -38,6 +38,9 @@ class Settings(BaseSettings):
     mail_from: str = "cairn@localhost"
     # Base of the links in alert mails; default http://<http_host>:<http_port>.
     console_url: str | None = None
+    # Messages a consumer holds unacked at once, and events per ClickHouse insert.
+    consumer_prefetch: int = Field(default=256, ge=1, le=10_000)
+    sink_batch_events: int = Field(default=20_000, ge=1, le=1_000_000)
     # How long quarantined events are kept (tracking-event.md, version 2).
     quarantine_days: int = Field(default=365, ge=1, le=36500)
 

@@ -92,7 +92,10 @@ class RabbitBus(MessageBus):
 
     async def start(self) -> None:
         try:
-            self._conn = await aio_pika.connect_robust(self._url, timeout=10)
+            # A dropped connection comes back within a second or two, with its channels,
+            # queues and consumers (the robust objects restore themselves).
+            self._conn = await aio_pika.connect_robust(self._url, timeout=10,
+                                                       reconnect_interval=1)
             self._pub = await self._conn.channel(publisher_confirms=True)
             self._declared = await declare(self._pub, self.topology)
         except (TimeoutError, AMQPError, OSError) as exc:
@@ -137,7 +140,9 @@ class RabbitBus(MessageBus):
             raise Unavailable("message bus not started")
         self._sub = await self._conn.channel(publisher_confirms=True)
         await self._sub.set_qos(prefetch_count=prefetch)
-        queue = await self._sub.get_queue(self.topology.sink_queue, ensure=False)
+        # Declared (passively), not merely looked up: only a declared queue's consumer is
+        # restored by the robust channel after the connection comes back.
+        queue = await self._sub.declare_queue(self.topology.sink_queue, passive=True)
 
         async def on_message(message: AbstractIncomingMessage) -> None:
             delivery = _AmqpDelivery(self, message)

@@ -68,7 +68,8 @@ from cairn.olap.queries.common import from_ms
 from cairn.tasks import cancel
 
 log = logging.getLogger(__name__)
-_LOOKUP_CHUNK = 20_000
+# Ids per look-up: parameters travel in the URL over HTTP (ClickHouse takes up to 1 MiB).
+_LOOKUP_CHUNK = 10_000
 _PROBE_BACKOFF = (0.5, 1.0, 2.0, 4.0, 8.0, 15.0)
 
 

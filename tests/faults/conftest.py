@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import pytest
 from aiohttp import web
@@ -21,7 +21,7 @@ from cairn.ingest.topology import Topology, delete
 from cairn.olap.chdb_store import ChdbClickHouse
 from cairn.settings import Settings
 from tests.conftest import ADMIN_TOKEN, AMQP_URL, unique
-from tests.faults.support import FaultyClickHouse
+from tests.faults.support import FaultyClickHouse, rabbitmqctl
 from tests.ingest.support import define, write_key
 
 AMOUNT = [PropertySpec("amount", PropertyType.NUMBER, True)]
@@ -70,7 +70,8 @@ class Rig:
         return status
 
 
-RigFactory = Callable[[str], Awaitable[Rig]]
+class RigFactory(Protocol):
+    def __call__(self, kind: str, amqp_url: str = ...) -> Awaitable[Rig]: ...
 
 
 @pytest.fixture
@@ -78,11 +79,11 @@ async def rig(pg_url: str, chdb_path: Path, tmp_path: Path) -> AsyncIterator[Rig
     """``await rig("memory" | "rabbitmq")``: a started Cairn; everything is closed after."""
     made: list[tuple[Container, TestClient[web.Request, web.Application], MessageBus]] = []
 
-    async def make(kind: str) -> Rig:
+    async def make(kind: str, amqp_url: str = AMQP_URL) -> Rig:
         inner = ChdbClickHouse(chdb_path, database=unique("f"), sessions=3)
         olap = FaultyClickHouse(inner)
         bus: MessageBus = (MemoryBus() if kind == "memory"
-                           else RabbitBus(AMQP_URL, Topology(prefix=unique("fault"))))
+                           else RabbitBus(amqp_url, Topology(prefix=unique("fault"))))
         settings = Settings(database_url=pg_url, data_dir=tmp_path / kind,
                             admin_token=ADMIN_TOKEN)
         container = await build(settings, olap=olap, bus=bus)
@@ -108,6 +109,26 @@ async def rig(pg_url: str, chdb_path: Path, tmp_path: Path) -> AsyncIterator[Rig
         cleanup = ChdbClickHouse(chdb_path, database=database)
         await cleanup.execute(f"DROP DATABASE IF EXISTS {database}")
         await cleanup.close()
+
+
+@pytest.fixture
+def vhost() -> Iterator[str]:
+    """A RabbitMQ vhost of this test's own: its connections can be closed from the server
+    without touching anyone else's (the machine's broker is never stopped)."""
+    name = unique("cairn_faults")
+    rabbitmqctl("add_vhost", name)
+    rabbitmqctl("set_permissions", "-p", name, "guest", ".*", ".*", ".*")
+    yield name
+    rabbitmqctl("delete_vhost", name)
+
+
+def vhost_url(name: str) -> str:
+    base = AMQP_URL.rstrip("/")
+    return f"{base}/{name}"
+
+
+def drop_connections(name: str) -> None:
+    rabbitmqctl("close_all_connections", "--vhost", name, "fault suite: connection dropped")
 
 
 __all__ = ["ADMIN_TOKEN", "Rig", "RigFactory", "events", "split_valid"]

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import sys
 import time
-import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -16,12 +14,9 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
 from cairn.bootstrap import Container, build
-from cairn.ingest.envelope import prepare
-from cairn.ingest.messages import encode_rows
 from cairn.ingest.rabbitmq import RabbitBus
 from cairn.ingest.sdk import TrackingPublisher
 from cairn.ingest.topology import Topology, delete
-from cairn.ingest.validation import LiveSchema
 from cairn.olap.chdb_store import ChdbClickHouse
 from cairn.settings import Settings
 from tests.conftest import ADMIN_TOKEN, AMQP_URL, unique
@@ -109,37 +104,3 @@ async def test_poison_messages_reach_the_dead_letter_queue(rabbit: Any) -> None:
     dead = await dead_letters(container, 2)
     assert sorted(body for body, _ in dead) == sorted([b"\x00not json", b'{"v":99}'])
     assert all(reason for _, reason in dead)
-
-
-async def test_a_consumer_killed_between_insert_and_ack_duplicates_nothing(
-        pg_url: str, tmp_path: Path) -> None:
-    bus = RabbitBus(AMQP_URL, Topology(prefix=unique("crash")))
-    await bus.start()
-    schema = LiveSchema.from_properties("shop", "tap", "ONLINE", "B", "1-0-0", [])
-    expected = 0
-    try:
-        for m in range(20):
-            events = [{"event": "tap", "user_id": f"u{m}-{i}"} for i in range(25)]
-            prepared = prepare(events, events, "shop", int(time.time() * 1000),  # type: ignore[arg-type]
-                               lambda line, name: schema)
-            expected += len(prepared.events)
-            await bus.publish(encode_rows("shop", prepared), routing_key="shop.http",
-                              message_id=uuid.uuid4().hex)
-        path = tmp_path / "chdb"
-        args = [pg_url, AMQP_URL, bus.topology.prefix, str(path), str(expected), "20"]
-        killed = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "tests.ingest.consumer_child", *args, "kill",
-            stdout=asyncio.subprocess.PIPE)
-        await asyncio.wait_for(killed.wait(), 120)
-        assert killed.returncode == -9  # SIGKILL: it inserted, then died before acking
-        drained = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "tests.ingest.consumer_child", *args, "drain",
-            stdout=asyncio.subprocess.PIPE)
-        out, _ = await asyncio.wait_for(drained.communicate(), 120)
-        assert drained.returncode == 0
-        counts = orjson.loads(out.strip().splitlines()[-1])
-        assert counts == {"n": expected, "ids": expected, "received": 20}
-    finally:
-        assert bus._pub is not None
-        await delete(bus._pub, bus.topology)
-        await bus.close()

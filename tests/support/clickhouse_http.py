@@ -42,7 +42,10 @@ class ChdbHttpServer:
         return web.Response(body=out)
 
     def app(self) -> web.Application:
-        app = web.Application(client_max_size=64 * 1024 * 1024)
+        # ClickHouse takes URLs up to 1 MiB (http_max_uri_size): parameters travel there.
+        app = web.Application(client_max_size=64 * 1024 * 1024,
+                              handler_args={"max_line_size": 1 << 20,
+                                            "max_field_size": 1 << 20})
         app.router.add_route("*", "/", self.handle)
         return app
 
