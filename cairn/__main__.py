@@ -143,6 +143,19 @@ async def rebuild_projections(settings: Settings) -> None:
         await container.close()
 
 
+async def dead_letters(settings: Settings, action: str, limit: int | None) -> None:
+    """List parked messages, or put them back through the consumer exactly once."""
+    from cairn.ingest.deadletters import run
+
+    result = await run(settings, action, limit)
+    if isinstance(result, int):
+        print(f"{result} dead-lettered message(s) sent back to the consumer")
+        return
+    for letter in result:
+        print(letter.summary())
+    print(f"{len(result)} dead-lettered message(s)")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="cairn", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -158,6 +171,12 @@ def main(argv: list[str] | None = None) -> int:
     projections_sub = projections.add_subparsers(dest="action", required=True)
     projections_sub.add_parser("rebuild", help="drop and rebuild every read model from the "
                                "event store (the service keeps serving)")
+    dead = sub.add_parser("deadletters", help="messages parked after their last retry")
+    dead_sub = dead.add_subparsers(dest="action", required=True)
+    for name, text in (("list", "show parked messages and why"),
+                       ("replay", "send them back through the consumer (exactly once)")):
+        cmd = dead_sub.add_parser(name, help=text)
+        cmd.add_argument("--limit", type=int, default=None)
     args = parser.parse_args(argv)
     try:
         settings = load_settings()
@@ -176,6 +195,8 @@ def main(argv: list[str] | None = None) -> int:
             asyncio.run(monitor(settings, args.once))
         elif args.command == "projections" and args.action == "rebuild":
             asyncio.run(rebuild_projections(settings))
+        elif args.command == "deadletters":
+            asyncio.run(dead_letters(settings, args.action, args.limit))
     except CairnError as exc:
         log.error("fatal", extra={"error": str(exc), "code": exc.code})
         return 1

@@ -22,9 +22,11 @@ from cairn.ingest.keys import WriteKeys
 from cairn.ingest.lock import IngestLock
 from cairn.ingest.memory_bus import MemoryBus
 from cairn.ingest.registry import Registry
+from cairn.ingest.replay import QuarantineReplay
 from cairn.ingest.sink import ClickHouseSink
 from cairn.ingest.spool import Spool
 from cairn.notifications import tables as notification_tables
+from cairn.notifications import outbox as outbox_tables
 from cairn.notifications import webhooks as webhook_tables
 from cairn.notifications.digest import Digests
 from cairn.notifications.mail import LogMailer, Mailer, SmtpMailer
@@ -75,6 +77,7 @@ class Container:
     ingest: Ingest | None = None
     monitor: Monitor | None = None
     closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+    closed: bool = False
     # Analytics answers for a short TTL; the ingestion sink calls query_cache.invalidate().
     query_cache: QueryCache = field(default_factory=QueryCache)
 
@@ -113,6 +116,9 @@ class Container:
                     raise
 
     async def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
         for closer in reversed(self.closers):
             try:
                 await closer()
@@ -179,6 +185,7 @@ async def start_governance(container: Container, *, run_projections: bool = True
     await apply_schema(container.pool, projection_tables.DDL)
     await apply_schema(container.pool, notification_tables.DDL)
     await apply_schema(container.pool, webhook_tables.DDL)
+    await apply_schema(container.pool, outbox_tables.DDL)
     if run_projections:
         runner = ProjectionRunner(app, container.pool)
         await runner.start()
@@ -197,6 +204,7 @@ class Ingest:
     registry: Registry
     keys: WriteKeys
     gateway: Gateway
+    replay: QuarantineReplay
     sink: ClickHouseSink | None = None
 
 
@@ -209,7 +217,9 @@ async def start_ingest(container: Container, *, consume: bool) -> None:
     await registry.start()
     container.closers.append(registry.stop)
     keys = WriteKeys(container.tokens)
-    ingest = Ingest(registry, keys, Gateway(registry, keys, container.bus))
+    ingest = Ingest(registry, keys, Gateway(registry, keys, container.bus),
+                    QuarantineReplay(container.olap, registry, IngestLock(container.pool),
+                                     container.query_cache))
     container.ingest = ingest
     if consume:
         settings = container.settings

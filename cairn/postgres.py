@@ -72,7 +72,7 @@ async def create_pool(url: str, *, min_size: int = 1, max_size: int = 10) -> asy
     return pool
 
 
-SCHEMA_LOCK = 727_275
+SCHEMA_LOCK = 727_273
 
 
 @contextlib.asynccontextmanager
@@ -135,7 +135,7 @@ class Listener:
             with contextlib.suppress(Exception):
                 await self._pool.release(dead)
         delay = 0.2
-        while not self._stopped:
+        while not self._stopped and not self._pool.is_closing():
             try:
                 await self._connect()
             except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError):

@@ -1,4 +1,4 @@
-"""Ingestion over GraphQL: write keys (admin) and the quarantine listing."""
+"""Ingestion over GraphQL: write keys (admin), the quarantine listing and its replay."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from strawberry.scalars import JSON
 from cairn.auth import Role
 from cairn.errors import NotFound, ValidationFailed
 from cairn.graphql.context import Info
+from cairn.ingest.replay import ReplayRequest
 from cairn.olap.queries.common import SETTINGS, utc
 
 MAX_QUARANTINE_LIMIT = 1000
@@ -103,8 +104,48 @@ class IngestQuery:
                 for r in rows]
 
 
+@strawberry.input(description="Re-validates matching quarantined events against today's "
+                  "live definitions; from/to are on the time Cairn received them.")
+class ReplayInput:
+    business_line: str
+    event: str | None = None
+    reasons: list[str] | None = strawberry.field(
+        default=None, description="only events quarantined for one of these reasons")
+    from_: datetime | None = strawberry.field(default=None, name="from")
+    to: datetime | None = None
+    dry_run: bool = False
+
+
+@strawberry.type
+class ReplayResult:
+    examined: int
+    now_valid: int = strawberry.field(description="stored in the main table by this replay "
+                                      "(dry run: would be)")
+    still_invalid: int
+    already_stored: int = strawberry.field(description="passing events a previous replay had "
+                                           "stored already: left quarantine now")
+
+
 @strawberry.type
 class IngestMutation:
+    @strawberry.mutation(description="Editors of the line and admins. Events that now pass "
+                         "are stored exactly once (a second replay stores nothing more) and "
+                         "leave quarantine; the rest stay. dryRun reports without storing.")
+    async def replay_quarantine(self, info: Info, input: ReplayInput) -> ReplayResult:
+        who = info.context.caller()
+        who.require_edit(input.business_line)
+        ingest = info.context.container.ingest
+        if ingest is None:
+            raise ValidationFailed("ingestion is not running in this process")
+        done = await ingest.replay.run(ReplayRequest(
+            business_line=input.business_line, event=input.event,
+            reasons=tuple(input.reasons or ()),
+            start=utc(input.from_) if input.from_ is not None else None,
+            end=utc(input.to) if input.to is not None else None, dry_run=input.dry_run))
+        return ReplayResult(examined=done.examined, now_valid=done.now_valid,
+                            still_invalid=done.still_invalid,
+                            already_stored=done.already_stored)
+
     @strawberry.mutation(description="Admin only. Returns the secret once; ingestion requests "
                          "for that business line carry it (see tracking-event.md).")
     async def create_write_key(self, info: Info, business_line: str,

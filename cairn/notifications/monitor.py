@@ -35,6 +35,7 @@ from cairn.domain.levels import (
     is_persistent,
 )
 from cairn.notifications.digest import Alert, DigestReport, Digests
+from cairn.notifications.outbox import AlertOutbox
 from cairn.notifications.queries import (
     BaselineQuery,
     History,
@@ -113,6 +114,7 @@ class Monitor:
         self.webhooks = webhooks
         self.config = config
         self._interval = interval
+        self.outbox = AlertOutbox(pool)
         self._lock = asyncio.Lock()
         self._task: asyncio.Task[None] | None = None
         self._stop = asyncio.Event()
@@ -120,6 +122,9 @@ class Monitor:
     async def prepare(self) -> None:
         async with self._pool.acquire() as conn:
             await conn.execute(DDL)
+        await self.outbox.prepare()
+        if self._digests is not None:
+            await self.outbox.owed("mail")  # a new deployment owes nothing from before
         if self.webhooks is not None:
             await self.webhooks.prepare()
 
@@ -196,15 +201,34 @@ class Monitor:
             status = f.assessment.status
             report.by_status[status] = report.by_status.get(status, 0) + 1
         by_id = {f.row["id"]: f for f in findings}
-        alerts = [_alert(f) for f in findings if f.row["id"] in changed]
+        # Alerts come from the recorded changes, not from this run's memory (outbox): what
+        # a crash or a failed send left owed goes out now.
+        if changed:
+            await self._caught_up()
         if self._digests is not None:
+            owed = await self.outbox.owed("mail")
             report.digest = await self._digests.deliver(
-                alerts, now, lambda ident: _alert(by_id[ident]) if ident in by_id else None)
+                owed.alerts, now,
+                lambda ident: _alert(by_id[ident]) if ident in by_id else None)
+            await self.outbox.advance("mail", owed.upto)
         lap("mail")
         if self.webhooks is not None:
-            report.webhooks = await self.webhooks.deliver(alerts, now)
+            report.webhooks = await self.webhooks.deliver(self.outbox, now)
             lap("webhooks")
         return report
+
+    async def _caught_up(self, within: float = 10.0) -> None:
+        """Wait (bounded) until the projection holds the changes just recorded; whatever it
+        has not written yet is owed to the next run."""
+        target = await asyncio.to_thread(self._app.recorder.max_notification_id) or 0
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + within
+        while loop.time() < deadline:
+            done = await self._pool.fetchval(
+                "SELECT position FROM projection_tracking WHERE name = 'governance'")
+            if done is not None and int(done) >= target:
+                return
+            await asyncio.sleep(0.05)
 
     def _judge(self, rows: Sequence[Any], window: Window, traffic: dict[Any, Traffic],
                quarantined: dict[Any, Quarantined], history: dict[Any, History]

@@ -20,7 +20,6 @@ import hmac
 import logging
 import secrets
 import uuid
-from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
@@ -32,6 +31,7 @@ import orjson
 
 from cairn.errors import NotFound, ValidationFailed
 from cairn.notifications.digest import Alert
+from cairn.notifications.outbox import AlertOutbox
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +69,7 @@ class Webhooks:
     async def prepare(self) -> None:
         async with self._pool.acquire() as conn:
             await conn.execute(DDL)
+        await AlertOutbox(self._pool).prepare()
 
     async def create(self, business_line: str, url: str, created_by: str) -> tuple[str, str]:
         """Register a webhook; returns (id, signing secret). The secret is shown once."""
@@ -81,6 +82,8 @@ class Webhooks:
         await self._pool.execute(
             "INSERT INTO webhooks (id, business_line, url, secret, created_by) "
             "VALUES ($1, $2, $3, $4, $5)", ident, business_line, url, secret, created_by)
+        # It owes the changes recorded from now on (cairn.notifications.outbox).
+        await AlertOutbox(self._pool).owed(f"webhook:{ident}", business_line)
         return str(ident), secret
 
     async def list(self, business_line: str | None) -> list[asyncpg.Record]:
@@ -93,25 +96,30 @@ class Webhooks:
         if status.endswith(" 0"):
             raise NotFound(f"no webhook {ident}")
 
-    async def deliver(self, alerts: Sequence[Alert], now: datetime | None = None
+    async def deliver(self, outbox: AlertOutbox, now: datetime | None = None
                       ) -> WebhookReport:
-        """POST this run's changes to every webhook of the lines they belong to."""
-        if not alerts:
-            return WebhookReport()
-        by_line: dict[str, list[Alert]] = defaultdict(list)
-        for alert in alerts:
-            by_line[alert.business_line].append(alert)
-        hooks = await self._pool.fetch(
-            "SELECT id, business_line, url, secret FROM webhooks WHERE business_line = ANY($1)",
-            list(by_line))
-        if not hooks:
+        """POST to every webhook the changes of its line it has not acknowledged yet
+        (cairn.notifications.outbox: one cursor per webhook, moved on a 2xx answer only, so
+        a failed delivery is retried on the next run with the same delivery id)."""
+        hooks = await self._pool.fetch("SELECT id, business_line, url, secret FROM webhooks")
+        owed = [(hook, await outbox.owed(f"webhook:{hook['id']}", hook["business_line"]))
+                for hook in hooks]
+        due = [(hook, o) for hook, o in owed if o.alerts]
+        for hook, o in owed:
+            if not o.alerts:
+                await outbox.advance(f"webhook:{hook['id']}", o.upto)
+        if not due:
             return WebhookReport()
         sent_at = (now or datetime.now(UTC)).isoformat()
         async with aiohttp.ClientSession(
                 timeout=aiohttp.ClientTimeout(total=self._timeout)) as http:
             results = await asyncio.gather(*(
-                self._post(http, hook, str(uuid.uuid4()), by_line[hook["business_line"]],
-                           sent_at) for hook in hooks))
+                self._post(http, hook, str(uuid.uuid5(uuid.NAMESPACE_URL,
+                                                      f"cairn:{hook['id']}:{o.upto}")),
+                           o.alerts, sent_at) for hook, o in due))
+        for (hook, o), ok in zip(due, results, strict=True):
+            if ok:
+                await outbox.advance(f"webhook:{hook['id']}", o.upto)
         return WebhookReport(posted=sum(results), failed=len(results) - sum(results))
 
     async def _post(self, http: aiohttp.ClientSession, hook: asyncpg.Record, delivery: str,

@@ -46,12 +46,16 @@ def encode_param(value: Param) -> str:
         return str(value)
     if isinstance(value, str):
         return value
+    if isinstance(value, tuple):  # a Tuple(...) value, e.g. an element of Array(Tuple(...))
+        return "(" + ",".join(_quote(item) for item in value) + ")"
     return "[" + ",".join(_quote(item) for item in value) + "]"
 
 
 def _quote(item: Any) -> str:
     if isinstance(item, int | float) and not isinstance(item, bool):
         return str(item)
+    if isinstance(item, list | tuple):
+        return encode_param(item)
     text = encode_param(item)
     return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
 

@@ -22,7 +22,7 @@ DEFAULT_LEVEL = "B"
 Key = tuple[str, str]  # (business_line, event)
 _KEYS = "Array(Tuple(String, String))"
 _TABLES = (("events", "received_at", "DateTime64(3, 'UTC')"),
-           ("events_hourly", "received_hour", "DateTime('UTC')"))
+           ("events_hourly", "received_hour", "DateTime64(3, 'UTC')"))
 
 
 @dataclass(frozen=True)

@@ -64,6 +64,8 @@ CREATE TABLE IF NOT EXISTS rm_changes{s} (
     position bigint NOT NULL,
     PRIMARY KEY (definition_id, revision)
 );
+-- The alert outbox reads health and level changes after a position (cairn.notifications.outbox).
+CREATE INDEX IF NOT EXISTS rm_changes{s}_type_position ON rm_changes{s} (type, position);
 
 CREATE TABLE IF NOT EXISTS rm_global_properties{s} (
     business_line text PRIMARY KEY,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Iterator
 from pathlib import Path
@@ -100,10 +101,12 @@ async def rig(pg_url: str, chdb_path: Path, tmp_path: Path) -> AsyncIterator[Rig
 
     yield make
     for container, client, bus in made:
-        await client.close()
-        if isinstance(bus, RabbitBus) and bus._pub is not None:
-            await delete(bus._pub, bus.topology)
         container.olap.faults.heal()  # type: ignore[attr-defined]
+        with contextlib.suppress(Exception):
+            await client.close()
+        if isinstance(bus, RabbitBus) and bus._pub is not None:
+            with contextlib.suppress(Exception):  # a channel the faults left closed
+                await delete(bus._pub, bus.topology)
         database = container.olap.database
         await container.close()
         cleanup = ChdbClickHouse(chdb_path, database=database)

@@ -133,7 +133,8 @@ async def test_health_scenario(client: TestClient[Any, Any], container: Containe
             assert await by_health(client) == {"HEALTHY": 1, "SILENT": 1, "CRITICAL": 1}
             cart_now = await health_of(client, "shop", "cart_add")
             assert cart_now["healthReport"]["invalidRate"] == 0.5
-            assert cart_now["healthReport"]["volume"] == 12
+            # All traffic of the window counts, valid or quarantined (invalidRate: 12 of 24).
+            assert cart_now["healthReport"]["volume"] == 24
             body = await gql(client, '{ unknownEvents(businessLine: "shop") { event '
                              "lastWindowCount } }", ADMIN_TOKEN)
             assert body["data"]["unknownEvents"] == [{"event": "order_refund",

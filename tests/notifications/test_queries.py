@@ -75,7 +75,7 @@ async def test_baseline_prorates_hours_and_skips_days_before_first_traffic(
 
 def test_sql_carries_values_only_as_parameters() -> None:
     sql, params = BaselineQuery(WINDOW, days=2).to_sql()
-    assert "{s1:Int64}" in sql and "{from:DateTime64(3)}" in sql
+    assert "{s1:Int64}" in sql and "{from:DateTime64(3, 'UTC')}" in sql
     assert str(int(WINDOW.start.timestamp())) not in sql
     assert params["s1"] == int((WINDOW.start - timedelta(days=1)).timestamp())
     with pytest.raises(ValueError):
