@@ -25,8 +25,8 @@ from cairn.ingest.registry import Registry
 from cairn.ingest.replay import QuarantineReplay
 from cairn.ingest.sink import ClickHouseSink
 from cairn.ingest.spool import Spool
-from cairn.notifications import tables as notification_tables
 from cairn.notifications import outbox as outbox_tables
+from cairn.notifications import tables as notification_tables
 from cairn.notifications import webhooks as webhook_tables
 from cairn.notifications.digest import Digests
 from cairn.notifications.mail import LogMailer, Mailer, SmtpMailer
