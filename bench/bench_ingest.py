@@ -3,7 +3,9 @@
 (a) raw insert of prepared rows into ``events`` from Python (chDB in this process): the ceiling;
 (b) HTTP → gateway → RabbitMQ → consumer → ClickHouse, a real ``cairn serve`` process fed by
     a load generator on loopback (this process);
-(c) SDK (TrackingPublisher) → RabbitMQ → the same consumer.
+(c) SDK (TrackingPublisher) → RabbitMQ → the same consumer;
+(d1, d2) HTTP → RabbitMQ → one or two separate `cairn consume` processes on one queue,
+    against one ClickHouse served over HTTP (chDB in a process of its own).
 
 Reports events/s and the ratio to (a), request latency, and end-to-end lag (202 → visible
 in ``userTimeline``).
@@ -85,17 +87,31 @@ async def raw_insert(tmp: Path, total: int) -> tuple[float, float]:
 
 
 class Server:
-    def __init__(self, url: str, tmp: Path, port: int) -> None:
+    """A `cairn serve` (with its embedded consumer), or with ``clickhouse`` a serve without
+    one plus ``consumers`` separate `cairn consume` processes, all on that ClickHouse."""
+
+    def __init__(self, url: str, tmp: Path, port: int, clickhouse: str | None = None,
+                 consumers: int = 0) -> None:
         self.base = f"http://127.0.0.1:{port}"
         self.env = {**os.environ, "CAIRN_DATABASE_URL": url, "CAIRN_DATA_DIR": str(tmp / "srv"),
                     "CAIRN_AMQP_URL": AMQP, "CAIRN_HTTP_PORT": str(port),
                     "CAIRN_ADMIN_TOKEN": TOKEN, "CAIRN_LOG_LEVEL": "WARNING"}
+        if clickhouse is not None:
+            self.env.update({"CAIRN_CLICKHOUSE_URL": clickhouse,
+                             "CAIRN_EMBEDDED_CONSUMER": "false",
+                             "CAIRN_EMBEDDED_MONITOR": "false"})
+        self.consumers = consumers
         self.proc: asyncio.subprocess.Process | None = None
+        self.workers: list[asyncio.subprocess.Process] = []
 
     async def start(self, http: aiohttp.ClientSession) -> None:
         self.proc = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "cairn", "serve", env=self.env,
             stdout=asyncio.subprocess.DEVNULL)
+        for _ in range(self.consumers):
+            self.workers.append(await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "cairn", "consume", env=self.env,
+                stdout=asyncio.subprocess.DEVNULL))
         for _ in range(300):
             try:
                 async with http.get(self.base + "/readyz") as resp:
@@ -116,9 +132,10 @@ class Server:
         return body["data"]
 
     async def stop(self) -> None:
-        if self.proc is not None and self.proc.returncode is None:
-            self.proc.terminate()
-            await asyncio.wait_for(self.proc.wait(), 60)
+        for proc in [*self.workers, self.proc]:
+            if proc is not None and proc.returncode is None:
+                proc.terminate()
+                await asyncio.wait_for(proc.wait(), 60)
 
 
 async def online(server: Server, http: aiohttp.ClientSession) -> str:
@@ -223,6 +240,32 @@ async def lag(server: Server, http: aiohttp.ClientSession, key: str, probes: int
     return out
 
 
+async def consumers_path(tmp: Path, total: int, consumers: int) -> float:
+    """(d): serve + ``consumers`` `cairn consume` processes sharing one RabbitMQ queue and one
+    ClickHouse (chDB served over ClickHouse's HTTP interface by a process of its own)."""
+    port = 19000 + os.getpid() % 500 + consumers
+    engine = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "tests.support.clickhouse_http", str(tmp / f"ch{consumers}"),
+        str(port), stdout=asyncio.subprocess.PIPE)
+    assert engine.stdout is not None
+    await asyncio.wait_for(engine.stdout.readline(), 60)
+    url = await fresh_database(f"cairn_bench_consumers{consumers}")
+    server = Server(url, tmp / f"c{consumers}", 18500 + os.getpid() % 400 + consumers,
+                    clickhouse=f"http://127.0.0.1:{port}/bench", consumers=consumers)
+    try:
+        async with aiohttp.ClientSession() as http:
+            await server.start(http)
+            key = await online(server, http)
+            await http_path(server, http, key, 20_000, 4)  # warm-up
+            h = await http_path(server, http, key, total, 8)
+    finally:
+        await server.stop()
+        await drop_database(url)
+        engine.terminate()
+        await engine.wait()
+    return float(h["events"] / h["stored_s"])
+
+
 async def main(args: argparse.Namespace) -> dict[str, Any]:
     total = 50_000 if args.quick else 600_000
     tmp = Path(tempfile.mkdtemp(prefix="cairn-bench-ingest-"))
@@ -242,6 +285,7 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
         await drop_database(url)
     http_rate = h["events"] / h["stored_s"]
     sdk_rate = s["events"] / s["stored_s"]
+    split = {n: await consumers_path(tmp, total // 2, n) for n in (1, 2)}
     rows = [
         {"path": "(a) raw insert from Python", "events/s": round(raw_rate), "vs (a)": 1.0,
          "notes": "20k-row JSONCompactEachRow inserts, chDB in process: the ceiling"},
@@ -255,6 +299,10 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
         {"path": "(c) SDK → RabbitMQ → ClickHouse", "events/s": round(sdk_rate),
          "vs (a)": round(sdk_rate / raw_rate, 2),
          "notes": f"{s['events']} events, published at {round(s['events'] / s['publish_s'])}/s"},
+        *({"path": f"(d{n}) HTTP → RabbitMQ → {n} × cairn consume", "events/s": round(rate),
+           "vs (a)": round(rate / raw_rate, 2),
+           "notes": "serve + consumers + chDB over HTTP, separate processes"}
+          for n, rate in split.items()),
     ]
     print(table("Ingestion throughput (2 cores, one serve process with its consumer)", rows))
     print(table("Latency", [
@@ -267,6 +315,8 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
             "http_ratio_to_raw": round(http_rate / raw_rate, 3),
             "http_accept_events_per_s": round(h["events"] / h["accept_s"]),
             "sdk_events_per_s": round(sdk_rate), "sdk_ratio_to_raw": round(sdk_rate / raw_rate, 3),
+            "one_consume_process_events_per_s": round(split[1]),
+            "two_consume_processes_events_per_s": round(split[2]),
             "request_latency": h["latency"], "end_to_end_lag": summary_ms(probes),
             "lag_p99_ms": round(percentile([p * 1000 for p in probes], 99), 1),
             "events_http": h["events"], "events_sdk": s["events"]}

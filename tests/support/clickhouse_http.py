@@ -52,3 +52,23 @@ class ChdbHttpServer:
     async def close(self) -> None:
         for pool in self._pools.values():
             await asyncio.to_thread(pool.close)
+
+
+async def _serve(path: Path, port: int) -> None:
+    server = ChdbHttpServer(path)
+    runner = web.AppRunner(server.app(), access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    print("ready", flush=True)
+    try:
+        await asyncio.Event().wait()
+    finally:
+        await runner.cleanup()
+        await server.close()
+
+
+if __name__ == "__main__":
+    # `python -m tests.support.clickhouse_http PATH PORT`: one engine for several processes.
+    import sys
+
+    asyncio.run(_serve(Path(sys.argv[1]), int(sys.argv[2])))
