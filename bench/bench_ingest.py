@@ -20,6 +20,7 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +38,7 @@ from bench.common import (
 from cairn.ingest.envelope import EVENT_COLUMNS, prepare
 from cairn.ingest.sdk import TrackingPublisher
 from cairn.ingest.validation import LiveSchema
+from cairn.olap.aiochclient_store import HttpClickHouse
 from cairn.olap.chdb_store import ChdbClickHouse
 from cairn.olap.schema import migrate
 
@@ -166,18 +168,20 @@ def _day(offset: int) -> str:
     return time.strftime("%Y-%m-%dT00:00:00Z", time.gmtime(time.time() + offset * 86400))
 
 
-async def wait_stored(server: Server, http: aiohttp.ClientSession, want: int,
+async def wait_stored(count: Callable[[], Awaitable[int]], want: int,
                       within: float = 300) -> float:
     started = time.perf_counter()
-    while (await stored(server, http)) < want:
+    while (await count()) < want:
         if time.perf_counter() - started > within:
-            raise RuntimeError(f"only {await stored(server, http)} of {want} stored")
+            raise RuntimeError(f"only {await count()} of {want} stored")
         await asyncio.sleep(0.05)
     return time.perf_counter()
 
 
 async def http_path(server: Server, http: aiohttp.ClientSession, key: str, total: int,
-                    concurrency: int) -> dict[str, Any]:
+                    concurrency: int, count: Callable[[], Awaitable[int]] | None = None
+                    ) -> dict[str, Any]:
+    """``count``: how many events are stored (default: a trend through serve's API)."""
     bodies = [orjson.dumps({"batch": events(PER_REQUEST, f"h{i}")}) for i in range(8)]
     headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
     latencies: list[float] = []
@@ -196,11 +200,12 @@ async def http_path(server: Server, http: aiohttp.ClientSession, key: str, total
                 await resp.read()
             latencies.append(time.perf_counter() - started)
 
-    before = await stored(server, http)
+    counter = count or (lambda: stored(server, http))
+    before = await counter()
     started = time.perf_counter()
     await asyncio.gather(*(worker() for _ in range(concurrency)))
     accepted = time.perf_counter()
-    done = await wait_stored(server, http, before + requests * PER_REQUEST)
+    done = await wait_stored(counter, before + requests * PER_REQUEST)
     return {"events": requests * PER_REQUEST, "accept_s": accepted - started,
             "stored_s": done - started, "latency": summary_ms(latencies)}
 
@@ -216,7 +221,7 @@ async def sdk_path(server: Server, http: aiohttp.ClientSession, key: str,
                                 anonymous_id=e["anonymous_id"], session_id=e["session_id"],
                                 timestamp=e["timestamp"], properties=e["properties"])
     published = time.perf_counter()
-    done = await wait_stored(server, http, before + total)
+    done = await wait_stored(lambda: stored(server, http), before + total)
     return {"events": total, "publish_s": published - started, "stored_s": done - started}
 
 
@@ -252,13 +257,21 @@ async def consumers_path(tmp: Path, total: int, consumers: int) -> float:
     url = await fresh_database(f"cairn_bench_consumers{consumers}")
     server = Server(url, tmp / f"c{consumers}", 18500 + os.getpid() % 400 + consumers,
                     clickhouse=f"http://127.0.0.1:{port}/bench", consumers=consumers)
+    # Counted on the engine itself: serve's query cache is its own (consumers in other
+    # processes do not invalidate it).
+    direct = HttpClickHouse(f"http://127.0.0.1:{port}/bench")
+
+    async def count() -> int:
+        return int(await direct.fetchval("SELECT count() FROM events"))
+
     try:
         async with aiohttp.ClientSession() as http:
             await server.start(http)
             key = await online(server, http)
-            await http_path(server, http, key, 20_000, 4)  # warm-up
-            h = await http_path(server, http, key, total, 8)
+            await http_path(server, http, key, 20_000, 4, count)  # warm-up
+            h = await http_path(server, http, key, total, 8, count)
     finally:
+        await direct.close()
         await server.stop()
         await drop_database(url)
         engine.terminate()

@@ -9,20 +9,22 @@ construction, whatever retries, splits, redeliveries, restarts or concurrent con
    share a line never overlap, and each starts after the previous one's inserts returned,
    so it sees every row they stored (ClickHouse inserts are synchronous: a returned insert
    is committed, in the table and in every materialized view it feeds).
-2. A section first records its messages' ids in ``ingest_messages``; a message found there
-   already was begun by an earlier section, which may have stored any part of it.
-3. It then skips every event id that may be stored already, by looking it up in
-   ``event_ids`` (by business line and id): all ids of a message that is redelivered,
-   retried or recorded before (2.), and every id a client chose (it may repeat in another
-   request). Any other id cannot be stored yet: it was drawn for this message (at random by
-   the gateway, derived from the message id for bus events), and no earlier section touched
-   the message, or it would have recorded it first. So no id is inserted twice.
+2. A message a publisher may have sent twice under one id (the SDK and service hooks retry
+   a publish whose confirm was lost) is recorded in ``ingest_messages`` by the section that
+   begins to store it; a later section that finds it there treats it as delivered before.
+   The gateway publishes each message once (a failed publish is answered 503 and the client
+   sends a new request), so its messages need no record.
+3. The section skips every event id that may be stored already, by looking it up in
+   ``event_ids`` (by business line and id): all ids of a message delivered before
+   (redelivered, retried, recorded (2.), or in a section that failed in this process), and
+   every id a client chose (it may repeat in another request). Any other id cannot be
+   stored yet: it was drawn for this message (at random by the gateway, derived from the
+   message id for bus events), and no section before touched the message. So no id is
+   inserted twice.
 4. Its inserts carry deduplication tokens derived from the flush's message ids; a retry
    inside the section re-sends the same blocks with the same tokens, which every table and
    every view's target drops (each keeps a deduplication window), so a failure between two
    tables is completed, not doubled.
-A section that fails is not retried with other tokens without the look-ups: its messages
-were recorded (2.), so any later section treats them as suspects.
 
 The one case left: a consumer whose PostgreSQL connection dies *while* its insert is in
 flight loses its lock early; if its messages are redelivered to another consumer in that
@@ -77,11 +79,13 @@ _PROBE_BACKOFF = (0.5, 1.0, 2.0, 4.0, 8.0, 15.0)
 class _Item:
     delivery: Delivery
     message: Encoded
+    recorded: bool = False  # may exist twice under one message id (a bus publisher's)
+    suspect: bool = False   # in a section that failed here: any part may be stored
 
     @property
     def again(self) -> bool:
         """Delivered before: its rows may already be stored."""
-        return self.delivery.redelivered or self.delivery.attempt > 1
+        return self.suspect or self.delivery.redelivered or self.delivery.attempt > 1
 
 
 @dataclass
@@ -147,14 +151,15 @@ class ClickHouseSink:
             await delivery.requeue()
             return
         try:
-            message = await self._prepared(decode(delivery.body), delivery.message_id)
+            decoded = decode(delivery.body)
+            message = await self._prepared(decoded, delivery.message_id)
         except BadMessage as exc:
             await delivery.dead_letter(str(exc))
             return
         if self.paused:
             await delivery.requeue()
             return
-        self._buffer.append(_Item(delivery, message))
+        self._buffer.append(_Item(delivery, message, recorded=isinstance(decoded, RawBatch)))
         self._count += message.size
         self._has_data.set()
         if self._count >= self.max_events:
@@ -196,6 +201,8 @@ class ClickHouseSink:
             await item.delivery.ack()
 
     async def _failed(self, items: Sequence[_Item], exc: Exception) -> None:
+        for item in items:
+            item.suspect = True  # the section may have stored any part of it
         if isinstance(exc, Unavailable) or not await self._accepts_inserts():
             log.warning("stores unavailable: pausing ingestion",
                         extra={"error": f"{type(exc).__name__}: {exc}"[:300]})
@@ -215,11 +222,15 @@ class ClickHouseSink:
     async def _store(self, items: Sequence[_Item]) -> None:
         ids = [i.delivery.message_id for i in items]
         token = hashlib.sha256("|".join(ids).encode()).hexdigest()
+        records = sorted({i.delivery.message_id for i in items if i.recorded})
         async with self._lock.hold(i.message.business_line for i in items):
             self.stats.sections += 1
-            seen = await self._recorded(ids)
-            await self._olap.insert("ingest_messages", [{"message_id": m} for m in ids],
-                                    settings={"insert_deduplication_token": f"{token}-m"})
+            seen: set[str] = set()
+            if records:
+                seen = await self._recorded(records)
+                await self._olap.insert("ingest_messages",
+                                        [{"message_id": m} for m in records],
+                                        settings={"insert_deduplication_token": f"{token}-m"})
             rows = await self._exactly_once(items, seen)
             await self._insert(rows, token)
 

@@ -144,8 +144,8 @@ def _tables(layout: Layout) -> list[str]:
         ORDER BY (business_line, event_id)
         TTL stored_at + INTERVAL 90 DAY
         SETTINGS {DEDUP}""",
-        # Bus messages the sink began to store: a message seen before is a suspect whose
-        # event ids are looked up (cairn.ingest.sink explains why this is enough).
+        # Messages of bus publishers (SDK, hooks) the sink began to store: one seen before
+        # (a second copy of a retried publish) is a suspect whose ids are looked up.
         f"""CREATE TABLE IF NOT EXISTS ingest_messages (
             message_id String,
             stored_at DateTime('UTC') DEFAULT now()

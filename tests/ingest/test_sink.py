@@ -60,3 +60,25 @@ async def test_a_poison_message_is_split_off_retried_and_dead_lettered(
     assert "ClickHouse insert failed" in dead[0][1]
     # Both arrived in one flush: the split path, not two separate inserts, saved the good one.
     assert "batch insert failed; inserting message by message" in caplog.text
+
+
+async def test_two_copies_of_one_sdk_message_in_separate_flushes_store_once(
+        container: Container) -> None:
+    """An SDK publish whose confirm was lost is sent again under the same message id: both
+    copies arrive as first deliveries, in separate flushes; only the ledger can tell."""
+    from cairn.auth import Role
+    from cairn.ingest.messages import RawBatch, encode_raw, key_hash
+    from tests.ingest.support import define
+
+    assert container.ingest is not None and container.ingest.sink is not None
+    await define(container, "order_paid")
+    secret = await container.tokens.create(kind="write", role=Role.WRITER,
+                                           business_line="shop", label="sdk", created_by="t")
+    events = [{"event": "order_paid", "user_id": f"u{i}", "properties": {"amount": i}}
+              for i in range(40)]
+    body = encode_raw(RawBatch("shop", key_hash(secret), int(time.time() * 1000), events))
+    for _ in range(2):  # one after the other: two flushes, two sections
+        await container.bus.publish(body, routing_key="shop.sdk", message_id="sdk-m1")
+    assert int(await container.olap.fetchval("SELECT count() FROM events")) == 40
+    assert int(await container.olap.fetchval("SELECT sum(pv) FROM events_hourly")) == 40
+    assert container.ingest.sink.stats.skipped == 40
