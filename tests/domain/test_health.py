@@ -122,3 +122,14 @@ def test_level_judgements() -> None:
     assert not is_persistent("WARNING", NOW - timedelta(days=30), NOW)
     assert not is_persistent("SILENT", None, NOW)
     assert is_heavy(0.05) and not is_heavy(0.049)
+
+
+def test_level_a_traffic_is_traffic_not_a_collapse() -> None:
+    """Traffic of a level-A definition is quarantined (reason level_a). Judged on valid rows
+    only it looked like a collapse, CRITICAL, which kept the level at A for ever."""
+    held = assess(facts(volume=0, quarantined=100, reasons={"level_a": 100}, baseline=100.0))
+    assert held.status == "HEALTHY", held.reasons
+    assert held.report["volume"] == 100 and held.report["invalidRate"] == 0
+    # A real collapse still is one: little traffic of any kind against the baseline.
+    gone = assess(facts(volume=0, quarantined=5, reasons={"level_a": 5}, baseline=200.0))
+    assert gone.status == "CRITICAL" and "volume collapsed" in gone.reasons[0]
