@@ -36,6 +36,7 @@ from cairn.projections import tables as projection_tables
 from cairn.projections.feed import ChangeFeed
 from cairn.projections.runner import ProjectionRunner
 from cairn.settings import Settings, redact_url
+from cairn.token_watch import RevocationWatch
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +73,8 @@ class Container:
     feed: ChangeFeed | None = None
     ingest: Ingest | None = None
     monitor: Monitor | None = None
+    # Wakes open subscriptions when their token is revoked (in any process).
+    revocations: RevocationWatch | None = None
     closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
     # Analytics answers for a short TTL; the ingestion sink calls query_cache.invalidate().
     query_cache: QueryCache = field(default_factory=QueryCache)
@@ -149,6 +152,9 @@ async def build(
         await bus.start()
     container = Container(settings, url, pool, olap, bus, auth.TokenStore(pool), embedded)
     await ensure_admin_token(container)
+    container.revocations = RevocationWatch(pool, container.tokens)
+    await container.revocations.start()
+    container.closers.append(container.revocations.stop)
     await start_governance(container, run_projections=run_projections)
     await start_ingest(container, consume=settings.embedded_consumer if consume is None
                        else consume)
@@ -223,7 +229,8 @@ async def start_monitor(container: Container, *, loop: bool = True,
     console = settings.console_url or f"http://{settings.http_host}:{settings.http_port}"
     digests = Digests(container.pool, mailer or make_mailer(settings), console)
     monitor = Monitor(container.governance, container.pool, container.olap, digests,
-                      interval=settings.monitor_interval, webhooks=Webhooks(container.pool))
+                      interval=settings.monitor_interval, webhooks=Webhooks(container.pool,
+                                       allow_private=settings.webhook_allow_private))
     container.monitor = monitor
     if loop:
         await monitor.start()
@@ -247,9 +254,16 @@ async def ensure_admin_token(container: Container) -> None:
             # Printed, not logged: the log stream must never carry a secret.
             print(f"Cairn admin token (shown once, saved in {path}): {secret}", flush=True)
     await container.tokens.create(
-        kind="api", role=auth.Role.ADMIN, business_line=None, label="bootstrap-admin",
+        kind="api", role=auth.Role.ADMIN, business_line=None, label=auth.BOOTSTRAP_LABEL,
         created_by="bootstrap", secret=secret,
     )
+    # A new CAIRN_ADMIN_TOKEN retires the previous bootstrap token (a leaked one stays dead:
+    # one revoked by hand is not revived by restarting with it either).
+    retired = await container.tokens.revoke_bootstrap_except(auth.hash_secret(secret))
+    if retired:
+        log.info("previous bootstrap admin token revoked", extra={"count": retired})
+    if await container.tokens.is_revoked(auth.hash_secret(secret)):
+        log.warning("the configured admin token was revoked: set a new CAIRN_ADMIN_TOKEN")
 
 
 def _write_private(path: Path, text: str) -> None:

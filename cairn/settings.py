@@ -38,6 +38,8 @@ class Settings(BaseSettings):
     mail_from: str = "cairn@localhost"
     # Base of the links in alert mails; default http://<http_host>:<http_port>.
     console_url: str | None = None
+    # Webhooks may reach loopback, link-local and private addresses (tests, closed networks).
+    webhook_allow_private: bool = False
 
     @field_validator("database_url", "clickhouse_url", "amqp_url", "smtp_url")
     @classmethod

@@ -10,6 +10,7 @@ from uuid import UUID
 import strawberry
 from strawberry.scalars import JSON
 
+from cairn.auth import Principal
 from cairn.domain.definition import EventDefinition as DefinitionAggregate
 from cairn.domain.governance import Governance
 from cairn.domain.properties import PropertySpec as DomainSpec
@@ -24,6 +25,7 @@ from cairn.graphql.governance_types import (
     LifecycleStage,
     PropertySpecInput,
 )
+from cairn.graphql.streams import watched
 from cairn.projections import queries
 
 
@@ -122,11 +124,13 @@ def _specs(properties: list[PropertySpecInput]) -> list[DomainSpec]:
 
 
 async def _change(info: Info, ident: str, expected_revision: int | None,
-                  command: Callable[[DefinitionAggregate, str], None]) -> EventDefinition:
+                  command: Callable[[DefinitionAggregate, str], None],
+                  allowed: Callable[[Principal, str], None] = Principal.require_edit,
+                  ) -> EventDefinition:
     who = info.context.caller()
 
     def guarded(aggregate: DefinitionAggregate) -> None:
-        who.require_edit(aggregate.business_line)
+        allowed(who, aggregate.business_line)
         command(aggregate, who.name)
 
     app = _app(info)
@@ -259,13 +263,14 @@ class GovernanceMutation:
         return await _change(info, id, expected_revision,
                              lambda d, actor: d.mark_developed(actor=actor, note=note))
 
-    @strawberry.mutation
+    @strawberry.mutation(description="QA and admins only (operations.md v2).")
     async def record_test_run(self, info: Info, id: strawberry.ID, passed: bool,
                               report: JSON | None = None, note: str | None = None,
                               expected_revision: int | None = None) -> EventDefinition:
         return await _change(info, id, expected_revision,
                              lambda d, actor: d.record_test_run(passed=passed, report=report,
-                                                                actor=actor, note=note))
+                                                                actor=actor, note=note),
+                             allowed=Principal.require_test_run)
 
     @strawberry.mutation
     async def mark_tested(self, info: Info, id: strawberry.ID, note: str | None = None,
@@ -322,12 +327,15 @@ class GovernanceSubscription:
     @strawberry.subscription
     async def definition_changed(self, info: Info, business_line: str | None = None
                                  ) -> AsyncGenerator[DefinitionChange, None]:
-        who = info.context.caller()
-        line = who.read_scope(business_line)
+        line = info.context.caller().read_scope(business_line)
         feed = info.context.container.feed
         assert feed is not None
-        async for change in feed.subscribe(line):
-            yield DefinitionChange.from_record(change)
+
+        async def changes() -> AsyncGenerator[DefinitionChange, None]:
+            async for change in feed.subscribe(line):
+                yield DefinitionChange.from_record(change)
+
+        return watched(info, changes)
 
 
 __all__ = ["GovernanceMutation", "GovernanceQuery", "GovernanceSubscription"]

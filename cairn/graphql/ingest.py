@@ -95,8 +95,10 @@ class IngestQuery:
 
     @strawberry.field(description="Admin only: the write keys, optionally of one line.")
     async def write_keys(self, info: Info, business_line: str | None = None) -> list[WriteKey]:
-        info.context.caller().require_admin()
-        rows = await info.context.container.tokens.list("write", business_line)
+        who = info.context.caller()
+        line = who.business_line if business_line is None else business_line
+        who.require_admin(line)
+        rows = await info.context.container.tokens.list("write", line)
         return [WriteKey(id=strawberry.ID(str(r["id"])), business_line=r["business_line"],
                          label=r["label"], created_by=r["created_by"],
                          created_at=r["created_at"], revoked_at=r["revoked_at"])
@@ -110,7 +112,7 @@ class IngestMutation:
     async def create_write_key(self, info: Info, business_line: str,
                                label: str | None = None) -> str:
         who = info.context.caller()
-        who.require_admin()
+        who.require_admin(business_line)
         if not business_line.strip():
             raise ValidationFailed("businessLine must not be empty")
         return await info.context.container.tokens.create(
@@ -120,7 +122,8 @@ class IngestMutation:
     @strawberry.mutation(description="Admin only. The key stops working within seconds "
                          "(gateways cache keys for 5 s).")
     async def revoke_write_key(self, info: Info, id: strawberry.ID) -> bool:
-        info.context.caller().require_admin()
+        who = info.context.caller()
+        who.require_admin(who.business_line)
         try:
             token_id = UUID(str(id))
         except ValueError:
@@ -128,4 +131,5 @@ class IngestMutation:
         found = await info.context.container.tokens.kind_of(token_id)
         if found is None or found[0] != "write":
             raise NotFound(f"no write key {id}")
+        who.require_admin(found[1])
         return await info.context.container.tokens.revoke(token_id)
