@@ -11,11 +11,11 @@ import os
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, NotRequired, Required
+from typing import Annotated, Any, NotRequired, Required
 from uuid import UUID
 
 import orjson
-from pydantic import ConfigDict, TypeAdapter
+from pydantic import ConfigDict, StringConstraints, TypeAdapter
 from pydantic import ValidationError as PydanticError
 from typing_extensions import TypedDict
 
@@ -27,18 +27,24 @@ MAX_BYTES = 1 << 20
 ID_NAMESPACE = uuid.UUID("5b1f4a52-3c1e-4d7a-9a0e-6f9b3c2d1e07")
 
 
+# PostgreSQL refuses NUL in text (the registry looks names up there): no envelope string
+# may hold one. Properties may nest, but not without end (orjson writes 254 levels at most).
+Text = Annotated[str, StringConstraints(pattern=r"^[^\x00]*$")]
+MAX_DEPTH = 32
+
+
 class EventIn(TypedDict, total=False):
     __pydantic_config__ = ConfigDict(extra="forbid")  # type: ignore[misc]
 
-    event: Required[str]
-    business_line: NotRequired[str | None]
-    user_id: NotRequired[str | None]
-    anonymous_id: NotRequired[str | None]
-    session_id: NotRequired[str | None]
+    event: Required[Text]
+    business_line: NotRequired[Text | None]
+    user_id: NotRequired[Text | None]
+    anonymous_id: NotRequired[Text | None]
+    session_id: NotRequired[Text | None]
     timestamp: NotRequired[Any]  # checked later: a bad one quarantines, it does not reject
     event_id: NotRequired[UUID | None]
-    platform: NotRequired[str | None]
-    app_version: NotRequired[str | None]
+    platform: NotRequired[Text | None]
+    app_version: NotRequired[Text | None]
     properties: NotRequired[dict[str, Any] | None]
 
 
@@ -57,15 +63,35 @@ def _where(loc: Sequence[int | str], batch: bool) -> str:
 
 def _problem(exc: PydanticError, batch: bool) -> ValidationFailed:
     first = exc.errors()[0]
-    return ValidationFailed(f"{_where(first['loc'], batch)}: {first['msg']}")
+    message = ("must not contain a NUL byte" if first["type"] == "string_pattern_mismatch"
+               else first["msg"])
+    return ValidationFailed(f"{_where(first['loc'], batch)}: {message}")
+
+
+def _too_deep(value: Any, room: int) -> bool:
+    """True when ``value`` nests more than ``room`` objects/arrays deep."""
+    if room < 0:
+        return True
+    items = value.values() if type(value) is dict else value
+    return any(_too_deep(v, room - 1) for v in items if type(v) in (dict, list))
 
 
 def check_event(event: EventIn, where: str) -> None:
-    """What pydantic's types cannot say: a non-empty name, and at least one id."""
+    """What pydantic's types cannot say: a non-empty name, at least one id, property names
+    without NUL bytes and values nested at most MAX_DEPTH levels."""
     if not event["event"].strip():
         raise ValidationFailed(f"{where}event: must not be empty")
     if not event.get("user_id") and not event.get("anonymous_id"):
         raise ValidationFailed(f"{where}user_id or anonymous_id is required")
+    props = event.get("properties")
+    if props:
+        for key, value in props.items():
+            if "\x00" in key:
+                raise ValidationFailed(f"{where}properties: a name must not contain a NUL "
+                                       "byte")
+            if type(value) in (dict, list) and _too_deep(value, MAX_DEPTH - 1):
+                raise ValidationFailed(f"{where}properties.{key}: nested deeper than "
+                                       f"{MAX_DEPTH} levels")
 
 
 def parse_body(body: bytes) -> tuple[list[EventIn], list[dict[str, Any]]]:
@@ -168,6 +194,25 @@ def _random_id() -> str:
     return f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{'89ab'[int(h[16], 16) & 3]}{h[17:20]}-{h[20:]}"
 
 
+def _epoch_ms(value: Any) -> int | None:
+    """validation.to_epoch_ms, with None for the digit strings int() refuses: "²" passes
+    str.isdigit(), and a 4,300-digit string exceeds Python's int() digit limit. Both are
+    bad timestamps (quarantined, never a failed request)."""
+    try:
+        return to_epoch_ms(value)
+    except ValueError:
+        return None
+
+
+def _readable_times(props: dict[str, Any], live: LiveSchema | None) -> dict[str, Any]:
+    """``props`` with each DATETIME value to_epoch_ms cannot read replaced by one it reads as
+    "not a time": validation then names it ``wrong_type:<prop>``."""
+    kinds = live.props if live is not None else {}
+    return {key: "?" if key in kinds and kinds[key].type == "DATETIME"
+            and isinstance(value, str) and _epoch_ms(value) is None else value
+            for key, value in props.items()}
+
+
 def prepare(events: Sequence[EventIn], raws: Sequence[Any], business_line: str,
             received_ms: int, lookup: Lookup, into: Prepared | None = None,
             id_seed: str | None = None) -> Prepared:
@@ -189,9 +234,13 @@ def prepare(events: Sequence[EventIn], raws: Sequence[Any], business_line: str,
         else:
             event_id = _random_id()
         props = event.get("properties") or {}
-        outcome = validate(name, props, lookup(business_line, name))
+        live = lookup(business_line, name)
+        try:
+            outcome = validate(name, props, live)
+        except ValueError:  # a DATETIME value int() refuses: see _epoch_ms
+            outcome = validate(name, _readable_times(props, live), live)
         stamp = event.get("timestamp")
-        ts_ms = received_ms if stamp is None else to_epoch_ms(stamp)
+        ts_ms = received_ms if stamp is None else _epoch_ms(stamp)
         if ts_ms is None:
             outcome.reasons.append("bad_timestamp")
         if outcome.reasons:
