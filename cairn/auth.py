@@ -80,12 +80,12 @@ class Principal:
         self.require_read(business_line)
         return business_line
 
-    def require_edit(self, business_line: str) -> None:
+    def require_edit(self, business_line: str | None) -> None:
         if self.role in (Role.ADMIN, Role.EDITOR) and self.covers(business_line):
             return
         raise Forbidden(f"{self.role.value} token may not change business line {business_line}")
 
-    def require_test_run(self, business_line: str) -> None:
+    def require_test_run(self, business_line: str | None) -> None:
         """Recording a test run is QA's word (or an admin's), not a developer's."""
         if self.role in (Role.ADMIN, Role.QA) and self.covers(business_line):
             return

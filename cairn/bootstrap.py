@@ -257,13 +257,14 @@ async def ensure_admin_token(container: Container) -> None:
         kind="api", role=auth.Role.ADMIN, business_line=None, label=auth.BOOTSTRAP_LABEL,
         created_by="bootstrap", secret=secret,
     )
-    # A new CAIRN_ADMIN_TOKEN retires the previous bootstrap token (a leaked one stays dead:
-    # one revoked by hand is not revived by restarting with it either).
+    # A new CAIRN_ADMIN_TOKEN retires the previous bootstrap token. A revoked one stays dead
+    # (restarting with a leaked token does not revive it) and retires nothing.
+    if await container.tokens.is_revoked(auth.hash_secret(secret)):
+        log.warning("the configured admin token was revoked: set a new CAIRN_ADMIN_TOKEN")
+        return
     retired = await container.tokens.revoke_bootstrap_except(auth.hash_secret(secret))
     if retired:
         log.info("previous bootstrap admin token revoked", extra={"count": retired})
-    if await container.tokens.is_revoked(auth.hash_secret(secret)):
-        log.warning("the configured admin token was revoked: set a new CAIRN_ADMIN_TOKEN")
 
 
 def _write_private(path: Path, text: str) -> None:
