@@ -28,6 +28,7 @@ from cairn.notifications.digest import Digests
 from cairn.notifications.mail import LogMailer, Mailer, SmtpMailer
 from cairn.notifications.monitor import Monitor
 from cairn.notifications.webhooks import Webhooks
+from cairn.olap.admission import Admission
 from cairn.olap.port import ClickHouse
 from cairn.olap.queries.cache import QueryCache
 from cairn.olap.schema import migrate
@@ -75,6 +76,8 @@ class Container:
     monitor: Monitor | None = None
     # Wakes open subscriptions when their token is revoked (in any process).
     revocations: RevocationWatch | None = None
+    # Fair caps on the analyses running on ClickHouse (set from the settings in build).
+    admission: Admission = field(default_factory=Admission)
     closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
     # Analytics answers for a short TTL; the ingestion sink calls query_cache.invalidate().
     query_cache: QueryCache = field(default_factory=QueryCache)
@@ -150,7 +153,11 @@ async def build(
     bus = bus or make_bus(settings)
     if start_bus:
         await bus.start()
-    container = Container(settings, url, pool, olap, bus, auth.TokenStore(pool), embedded)
+    container = Container(settings, url, pool, olap, bus, auth.TokenStore(pool), embedded,
+                          admission=Admission(settings.analytics_concurrency,
+                                              min(settings.analytics_per_token,
+                                                  settings.analytics_concurrency)))
+    container.closers.append(_closing(container.admission))
     await ensure_admin_token(container)
     container.revocations = RevocationWatch(pool, container.tokens)
     await container.revocations.start()
@@ -265,6 +272,13 @@ async def ensure_admin_token(container: Container) -> None:
     retired = await container.tokens.revoke_bootstrap_except(auth.hash_secret(secret))
     if retired:
         log.info("previous bootstrap admin token revoked", extra={"count": retired})
+
+
+def _closing(admission: Admission) -> Callable[[], Awaitable[None]]:
+    async def close() -> None:
+        admission.close()
+
+    return close
 
 
 def _write_private(path: Path, text: str) -> None:

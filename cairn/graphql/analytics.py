@@ -6,6 +6,7 @@ in ``cairn.olap.queries``; identical questions within the cache TTL share one an
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Annotated, Any, TypeVar
@@ -13,6 +14,7 @@ from typing import Annotated, Any, TypeVar
 import strawberry
 from strawberry.scalars import JSON
 
+from cairn.graphql.admitted import admitted
 from cairn.graphql.context import Info
 from cairn.olap.queries import funnel as fq
 from cairn.olap.queries import paths as pq
@@ -77,7 +79,14 @@ class TrendSeries:
     event: str
     breakdown: list[str]
     total: float
-    points: list[TrendPoint]
+    all_points: strawberry.Private[list[TrendPoint]]
+
+    @strawberry.field
+    async def points(self) -> list[TrendPoint]:
+        # Each series is completed in a loop step of its own: a large answer does not hold
+        # the event loop (and every other request) for its whole length.
+        await asyncio.sleep(0)
+        return self.all_points
 
 
 @strawberry.type
@@ -230,10 +239,11 @@ class AnalyticsQuery:
             from_=input.from_, to=input.to, granularity=input.granularity,
             breakdown=tuple(input.breakdown or ()), filters=_filters(input.filters),
             limit=50 if input.limit is None else input.limit)
-        result = await _cached(info, "trend", query, lambda: query.run(info.context.container.olap))
+        result = await _cached(info, "trend", query, lambda: admitted(
+            info, query.run, cells=lambda r: sum(len(s.points) + 1 for s in r.series)))
         return TrendResult(series=[TrendSeries(
             event=s.event, breakdown=s.breakdown, total=s.total,
-            points=[TrendPoint(bucket=p.bucket, value=p.value) for p in s.points])
+            all_points=[TrendPoint(bucket=p.bucket, value=p.value) for p in s.points])
             for s in result.series], sql=result.sql)
 
     @strawberry.field
@@ -244,8 +254,7 @@ class AnalyticsQuery:
             business_line=_line(info, input.business_line), from_=input.from_, to=input.to,
             window_seconds=input.window_seconds, order=input.order,
             open=input.open, breakdown=input.breakdown, filters=_filters(input.filters))
-        result = await _cached(info, "funnel", query,
-                               lambda: query.run(info.context.container.olap))
+        result = await _cached(info, "funnel", query, lambda: admitted(info, query.run))
 
         def steps(items: list[fq.FunnelStep]) -> list[FunnelStep]:
             return [FunnelStep(**vars(s)) for s in items]
@@ -260,8 +269,7 @@ class AnalyticsQuery:
             business_line=_line(info, input.business_line), from_=input.from_, to=input.to,
             period=input.period, periods=input.periods,
             mode=input.mode, filters=_filters(input.filters))
-        result = await _cached(info, "retention", query,
-                               lambda: query.run(info.context.container.olap))
+        result = await _cached(info, "retention", query, lambda: admitted(info, query.run))
         return RetentionResult(cohorts=[RetentionCohort(**vars(c)) for c in result.cohorts])
 
     @strawberry.field
@@ -270,8 +278,7 @@ class AnalyticsQuery:
             start_event=input.start_event, end_event=input.end_event,
             business_line=_line(info, input.business_line), from_=input.from_, to=input.to,
             depth=input.depth, max_links=input.max_links, filters=_filters(input.filters))
-        result = await _cached(info, "paths", query,
-                               lambda: query.run(info.context.container.olap))
+        result = await _cached(info, "paths", query, lambda: admitted(info, query.run))
         return PathsResult(nodes=[PathNode(**vars(n)) for n in result.nodes],
                            links=[PathLink(**vars(link)) for link in result.links])
 
@@ -285,7 +292,7 @@ class AnalyticsQuery:
     ) -> list[TrackedEvent]:
         query = tq.TimelineQuery(user=user, business_line=_line(info, None), from_=from_, to=to,
                                  limit=200 if limit is None else limit)
-        events = await query.run(info.context.container.olap)
+        events = await admitted(info, query.run)
         return [TrackedEvent(event_id=strawberry.ID(e.event_id), event=e.event,
                              business_line=e.business_line, user_id=e.user_id,
                              anonymous_id=e.anonymous_id, session_id=e.session_id,

@@ -27,6 +27,7 @@ from cairn.graphql.context import Context
 # Refusals of the request itself; strawberry says 400 for an unsupported content type.
 _STATUS = {"Unsupported content type": 415, "GraphQL only supports GET and POST requests.": 405}
 SUBSCRIPTION_HTTP_TIMEOUT = 10.0
+DISCONNECT_POLL = 0.25
 
 
 def error_response(status: int, message: str, code: str = "VALIDATION") -> web.Response:
@@ -50,16 +51,33 @@ def _is_subscription(data: GraphQLRequestData) -> bool:
     return len(chosen) == 1 and chosen[0].operation is OperationType.SUBSCRIPTION
 
 
+async def _cancel_when_gone(request: web.Request, handler: asyncio.Task[Any] | None,
+                            every: float = DISCONNECT_POLL) -> None:
+    while handler is not None and not handler.done():
+        transport = request.transport
+        if request.protocol is None or transport is None or transport.is_closing():
+            handler.cancel()
+            return
+        await asyncio.sleep(every)
+
+
 class CairnGraphQLView(GraphQLView[Context, None]):
     def __init__(self, container: Container, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.container = container
 
     async def __call__(self, request: web.Request) -> web.StreamResponse:
+        # aiohttp goes on running a handler whose client has gone: stop it, so that its
+        # analyses leave the queue and their ClickHouse queries are killed.
+        websocket = request.headers.get("Upgrade", "").lower() == "websocket"
+        watcher = asyncio.ensure_future(
+            _cancel_when_gone(request, None if websocket else asyncio.current_task()))
         try:
             return await self.run(request=request)
         except HTTPException as exc:
             return error_response(_STATUS.get(exc.reason, exc.status_code), exc.reason)
+        finally:
+            watcher.cancel()
 
     def parse_json(self, data: str | bytes) -> Any:
         parsed = super().parse_json(data)
@@ -72,6 +90,9 @@ class CairnGraphQLView(GraphQLView[Context, None]):
     ) -> Context:
         over_http = not isinstance(response, web.WebSocketResponse)
         context = Context(self.container, None, over_http=over_http)
+        if over_http:
+            timeout = self.container.settings.request_timeout
+            context.deadline = asyncio.get_running_loop().time() + timeout
         token = bearer(request.headers.get("Authorization"))
         if token or over_http:
             await self._authenticate(context, token)

@@ -23,6 +23,7 @@ from cairn.olap.port import (
     encode_params,
     insert_head,
     settings_clause,
+    tagged,
 )
 
 
@@ -93,9 +94,11 @@ class HttpClickHouse(ClickHouse):
         await self._ensure_database()
         await self._call(self._client(params).execute(sql))
 
-    async def fetch(self, sql: str, params: Mapping[str, Param] | None = None) -> list[Row]:
+    async def fetch(self, sql: str, params: Mapping[str, Param] | None = None, *,
+                    query_id: str | None = None) -> list[Row]:
         await self._ensure_database()
-        records = await self._call(self._client(params).fetch(sql, json=True))
+        records = await self._call(self._client(params).fetch(
+            tagged(sql, query_id), json=True, query_id=query_id))
         return [dict(r) for r in records]
 
     async def insert(

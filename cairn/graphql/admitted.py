@@ -1,0 +1,56 @@
+"""Every analysis a resolver runs: admitted through the fair queue, run off the event loop,
+bounded by the request's deadline, its answer bounded in size.
+
+The deadline covers the wait in the queue and the run; when it passes (or the client goes
+away, which cancels the request) the analysis's ClickHouse queries are killed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+from cairn.errors import ValidationFailed
+from cairn.graphql.context import Info
+from cairn.olap.offload import Hop, run_off_loop
+from cairn.olap.port import ClickHouse
+
+T = TypeVar("T")
+# What graphql-core turns into response objects on the event loop, per analysis: e.g. trend
+# points (series x buckets). Past this an answer is refused, however it was computed.
+MAX_CELLS = 20_000
+
+
+async def admitted(info: Info, run: Callable[[ClickHouse], Awaitable[T]], *,
+                   cells: Callable[[T], int] | None = None,
+                   on_hop: Callable[[Hop], None] | None = None) -> T:
+    context = info.context
+    who = context.caller()
+    container = context.container
+    admission = container.admission
+    timeout = container.settings.request_timeout
+    deadline = context.deadline or asyncio.get_running_loop().time() + timeout
+
+    async def bounded(store: ClickHouse) -> T:
+        result = await run(store)
+        size = cells(result) if cells is not None else 0
+        if size > MAX_CELLS:
+            raise ValidationFailed(
+                f"the answer would hold {size} values (at most {MAX_CELLS}): use a coarser "
+                "granularity, a shorter range, fewer events or a lower limit")
+        return result
+
+    limit = asyncio.timeout_at(deadline)
+    try:
+        async with limit:
+            async with admission.slot(str(who.token_id)):
+                return await run_off_loop(container.olap, bounded,
+                                          executor=admission.executor, on_hop=on_hop)
+    except TimeoutError:
+        if not limit.expired():
+            raise
+        raise ValidationFailed(
+            f"the request's analyses ran past its deadline of {timeout:g} s (waiting their "
+            "turn included): narrow them, or try again when the service is less busy"
+        ) from None
