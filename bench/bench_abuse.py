@@ -130,9 +130,10 @@ async def main(args: Any) -> dict[str, Any]:
             idle = await sample_health(http, base, 3)
             stop, outcomes = asyncio.Event(), Counter[str]()
             docs = documents()
+            names = os.environ.get("BENCH_ABUSERS", "aliases,funnels200,heavy_trend,funnels5,"
+                                   "funnels5").split(",")
             abusers = [asyncio.ensure_future(abuse(http, base, docs[name], stop, outcomes, name))
-                       for name in ("aliases", "funnels200", "heavy_trend", "funnels5",
-                                    "funnels5")]
+                       for name in names]
             await asyncio.sleep(1)
             busy = await sample_health(http, base, seconds)
             stop.set()

@@ -17,35 +17,33 @@ from cairn.olap.offload import Hop, run_off_loop
 from cairn.olap.port import ClickHouse
 
 T = TypeVar("T")
-# What graphql-core turns into response objects on the event loop, per analysis: e.g. trend
-# points (series x buckets). Past this an answer is refused, however it was computed.
-MAX_CELLS = 20_000
+# What graphql-core may have to turn into response objects on the event loop for one
+# analysis, e.g. trend points (series x buckets). An analysis whose answer could be larger is
+# refused before it runs: building and collecting millions of objects, even off-loop, stalls
+# the whole process (the garbage collector holds the interpreter while it walks them).
+MAX_CELLS = 50_000
 
 
 async def admitted(info: Info, run: Callable[[ClickHouse], Awaitable[T]], *,
-                   cells: Callable[[T], int] | None = None,
+                   cells: int | None = None,
                    on_hop: Callable[[Hop], None] | None = None) -> T:
+    """``run(store)`` admitted and off-loop; ``cells``: an upper bound of the answer's size,
+    known before running."""
+    if cells is not None and cells > MAX_CELLS:
+        raise ValidationFailed(
+            f"the answer could hold {cells} values (at most {MAX_CELLS}): use a coarser "
+            "granularity, a shorter range, fewer events or a lower limit")
     context = info.context
     who = context.caller()
     container = context.container
     admission = container.admission
     timeout = container.settings.request_timeout
     deadline = context.deadline or asyncio.get_running_loop().time() + timeout
-
-    async def bounded(store: ClickHouse) -> T:
-        result = await run(store)
-        size = cells(result) if cells is not None else 0
-        if size > MAX_CELLS:
-            raise ValidationFailed(
-                f"the answer would hold {size} values (at most {MAX_CELLS}): use a coarser "
-                "granularity, a shorter range, fewer events or a lower limit")
-        return result
-
     limit = asyncio.timeout_at(deadline)
     try:
         async with limit:
             async with admission.slot(str(who.token_id)):
-                return await run_off_loop(container.olap, bounded,
+                return await run_off_loop(container.olap, run,
                                           executor=admission.executor, on_hop=on_hop)
     except TimeoutError:
         if not limit.expired():

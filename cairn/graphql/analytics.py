@@ -239,8 +239,10 @@ class AnalyticsQuery:
             from_=input.from_, to=input.to, granularity=input.granularity,
             breakdown=tuple(input.breakdown or ()), filters=_filters(input.filters),
             limit=50 if input.limit is None else input.limit)
+        # At most `limit` series per event with a breakdown, one without; each every bucket.
+        series = len(query.events) * (query.limit if query.breakdown else 1)
         result = await _cached(info, "trend", query, lambda: admitted(
-            info, query.run, cells=lambda r: sum(len(s.points) + 1 for s in r.series)))
+            info, query.run, cells=series * len(query.buckets())))
         return TrendResult(series=[TrendSeries(
             event=s.event, breakdown=s.breakdown, total=s.total,
             all_points=[TrendPoint(bucket=p.bucket, value=p.value) for p in s.points])

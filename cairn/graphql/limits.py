@@ -1,15 +1,17 @@
 """Limits on what one GraphQL request may ask for, checked before anything runs.
 
-Depth, aliases and tokens bound the document (strawberry's limiters: introspection fields
-are not counted, so GraphiQL's schema query passes); at most ``MAX_ANALYTICS`` analyses per
-request, since each one is a ClickHouse query; and no string anywhere in the request may hold
-a NUL byte, which PostgreSQL refuses in text (a literal in the document or any variable,
-however deeply nested in an input object, a list or a JSON value).
+Size, tokens, depth and aliases bound the document, which is parsed off the event loop
+(strawberry's limiters; introspection fields are not counted, so GraphiQL's schema query
+passes); at most ``MAX_ANALYTICS`` analyses per request, since each one is ClickHouse work;
+and no string anywhere in the request may hold a NUL byte, which PostgreSQL refuses in text
+(a literal in the document or any variable, however deeply nested in an input object, a list
+or a JSON value).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+import asyncio
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 from graphql import (
@@ -19,6 +21,7 @@ from graphql import (
     StringValueNode,
     ValidationContext,
     ValidationRule,
+    parse,
 )
 from strawberry.extensions import (
     AddValidationRules,
@@ -30,7 +33,8 @@ from strawberry.extensions import (
 
 MAX_DEPTH = 12
 MAX_ALIASES = 50
-MAX_TOKENS = 5000
+MAX_TOKENS = 3000
+MAX_DOCUMENT_CHARS = 65_536
 MAX_ANALYTICS = 5
 # Root fields that each run ClickHouse work; later analyses join this set.
 ANALYTICS_FIELDS = frozenset({"eventTrend", "formulaTrend", "funnel", "retention", "paths",
@@ -96,10 +100,36 @@ class NoNulVariables(SchemaExtension):
         yield
 
 
+_STAND_IN = parse("{ __typename }")
+
+
+class OffLoopParse(SchemaExtension):
+    """Parse the document in a worker thread: graphql-core's parser is pure Python (~20 us a
+    token), so a long document would hold the event loop. Too long a text is refused before
+    any parsing."""
+
+    async def on_parse(self) -> AsyncIterator[None]:
+        ctx = self.execution_context
+        if ctx.graphql_document is None and ctx.query:
+            try:
+                if len(ctx.query) > MAX_DOCUMENT_CHARS:
+                    raise GraphQLError(f"the document is {len(ctx.query)} characters long; "
+                                       f"at most {MAX_DOCUMENT_CHARS}")
+                ctx.graphql_document = await asyncio.to_thread(parse, ctx.query,
+                                                               **ctx.parse_options)
+            except GraphQLError as error:
+                # Reported as a validation error of a stand-in document: strawberry then
+                # neither parses the text again nor validates, and answers with this error.
+                ctx.graphql_document = _STAND_IN
+                ctx.pre_execution_errors = [error]
+        yield
+
+
 def extensions() -> list[Callable[[], SchemaExtension] | type[SchemaExtension]]:
     """Factories: strawberry builds each limiter per request."""
     return [
         lambda: MaxTokensLimiter(max_token_count=MAX_TOKENS),
+        OffLoopParse,
         lambda: QueryDepthLimiter(max_depth=MAX_DEPTH),
         lambda: MaxAliasesLimiter(max_alias_count=MAX_ALIASES),
         lambda: AddValidationRules([AnalyticsBudget, NoNulLiterals]),

@@ -10,7 +10,14 @@ from aiohttp.test_utils import TestClient
 from graphql import get_introspection_query
 
 from cairn.bootstrap import Container
-from cairn.graphql.limits import MAX_ALIASES, MAX_ANALYTICS, MAX_DEPTH, MAX_TOKENS
+from cairn.graphql.admitted import MAX_CELLS
+from cairn.graphql.limits import (
+    MAX_ALIASES,
+    MAX_ANALYTICS,
+    MAX_DEPTH,
+    MAX_DOCUMENT_CHARS,
+    MAX_TOKENS,
+)
 from tests.conftest import ADMIN_TOKEN
 from tests.graphql.test_auth import codes, gql
 from tests.graphql.test_governance_roles import request, settle
@@ -49,6 +56,10 @@ async def test_deep_wide_and_long_documents_are_validation(
 
     flood = "{ " + " ".join(f"m{i}: me {{ role }}" for i in range(20_000)) + " }"
     body = await gql(client, flood, ADMIN_TOKEN)
+    assert codes(body) == ["VALIDATION"] and "characters long" in messages(body)
+    many_tokens = "{ me { " + "role " * MAX_TOKENS + "} }"
+    assert len(many_tokens) < MAX_DOCUMENT_CHARS
+    body = await gql(client, many_tokens, ADMIN_TOKEN)
     assert codes(body) == ["VALIDATION"] and f"{MAX_TOKENS} tokens" in messages(body)
 
 
@@ -103,16 +114,20 @@ async def test_list_sizes_are_bounded_and_history_pages(client: TestClient[Any, 
     assert as_of["data"]["definitionAsOf"]["history"] == [{"revision": 2}, {"revision": 3}]
 
 
-async def test_an_answer_too_large_for_the_response_is_refused(
+async def test_an_answer_too_large_for_the_response_is_refused_before_it_runs(
         client: TestClient[Any, Any], container: Container) -> None:
-    events = [f"e{i:02d}" for i in range(11)]
-    await load(container.olap, [row(e, 10, user="u1") for e in events])
-    query = """query($e: [String!]!, $f: DateTime!, $t: DateTime!) { eventTrend(input: {
-        events: $e, from: $f, to: $t, granularity: HOUR}) { series { points { value } } } }"""
-    hours = 1990  # 11 series x 1990 buckets: over 20,000 values
+    await load(container.olap, [row("view", 10, user="u1", platform=p)
+                                for p in ("ios", "android")])
+    query = """query($l: Int!, $f: DateTime!, $t: DateTime!) { eventTrend(input: {
+        events: ["view"], from: $f, to: $t, granularity: HOUR, breakdown: ["platform"],
+        limit: $l}) { series { breakdown points { value } } } }"""
+    hours = 1990  # up to `limit` series of 1990 buckets each
     span = {"f": T0.isoformat(), "t": at(hours * 3600).isoformat()}
-    body = await gql(client, query, ADMIN_TOKEN, {"e": events, **span})
-    assert codes(body) == ["VALIDATION"] and "at most 20000" in messages(body)
-    body = await gql(client, query, ADMIN_TOKEN, {"e": events[:10], **span})
+    over = MAX_CELLS // hours + 1
+    body = await gql(client, query, ADMIN_TOKEN, {"l": over, **span})
+    assert codes(body) == ["VALIDATION"] and f"at most {MAX_CELLS}" in messages(body)
+    body = await gql(client, query, ADMIN_TOKEN, {"l": over - 1, **span})
     assert codes(body) == []
-    assert [len(s["points"]) for s in body["data"]["eventTrend"]["series"]] == [hours] * 10
+    series = body["data"]["eventTrend"]["series"]
+    assert sorted(s["breakdown"][0] for s in series) == ["android", "ios"]
+    assert [len(s["points"]) for s in series] == [hours, hours]
