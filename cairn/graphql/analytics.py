@@ -216,6 +216,18 @@ class TrackedEvent:
     properties: JSON
 
 
+_BUCKET_SECONDS = {trq.Granularity.HOUR: 3600, trq.Granularity.DAY: 86400,
+                   trq.Granularity.WEEK: 7 * 86400, trq.Granularity.MONTH: 28 * 86400}
+
+
+def _trend_cells(query: trq.TrendQuery) -> int:
+    """An upper bound of a trend's points: at most `limit` series per event with a
+    breakdown (one without), each with every bucket (counted without building them)."""
+    span = (query.to - query.from_).total_seconds()
+    buckets = int(span // _BUCKET_SECONDS[query.granularity]) + 2
+    return len(query.events) * (query.limit if query.breakdown else 1) * buckets
+
+
 def _line(info: Info, business_line: str | None) -> str | None:
     return info.context.caller().read_scope(business_line)
 
@@ -239,10 +251,8 @@ class AnalyticsQuery:
             from_=input.from_, to=input.to, granularity=input.granularity,
             breakdown=tuple(input.breakdown or ()), filters=_filters(input.filters),
             limit=50 if input.limit is None else input.limit)
-        # At most `limit` series per event with a breakdown, one without; each every bucket.
-        series = len(query.events) * (query.limit if query.breakdown else 1)
         result = await _cached(info, "trend", query, lambda: admitted(
-            info, query.run, cells=series * len(query.buckets())))
+            info, query.run, cells=_trend_cells(query)))
         return TrendResult(series=[TrendSeries(
             event=s.event, breakdown=s.breakdown, total=s.total,
             all_points=[TrendPoint(bucket=p.bucket, value=p.value) for p in s.points])

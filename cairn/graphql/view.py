@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 from typing import Any
 
+import orjson
 from aiohttp import web
 from cross_web import AsyncHTTPRequestAdapter, HTTPException
 from graphql import GraphQLError, OperationDefinitionNode, OperationType, parse
@@ -28,6 +29,8 @@ from cairn.graphql.context import Context
 _STATUS = {"Unsupported content type": 415, "GraphQL only supports GET and POST requests.": 405}
 SUBSCRIPTION_HTTP_TIMEOUT = 10.0
 DISCONNECT_POLL = 0.25
+# A document (64K characters at most) and its variables: refused unread when larger.
+MAX_BODY_BYTES = 256 * 1024
 
 
 def error_response(status: int, message: str, code: str = "VALIDATION") -> web.Response:
@@ -69,6 +72,9 @@ class CairnGraphQLView(GraphQLView[Context, None]):
     async def __call__(self, request: web.Request) -> web.StreamResponse:
         # aiohttp goes on running a handler whose client has gone: stop it, so that its
         # analyses leave the queue and their ClickHouse queries are killed.
+        if (request.content_length or 0) > MAX_BODY_BYTES:
+            return error_response(413, f"the body is {request.content_length} bytes; at most "
+                                  f"{MAX_BODY_BYTES}")
         websocket = request.headers.get("Upgrade", "").lower() == "websocket"
         watcher = asyncio.ensure_future(
             _cancel_when_gone(request, None if websocket else asyncio.current_task()))
@@ -78,6 +84,12 @@ class CairnGraphQLView(GraphQLView[Context, None]):
             return error_response(_STATUS.get(exc.reason, exc.status_code), exc.reason)
         finally:
             watcher.cancel()
+
+    def decode_json(self, data: str | bytes) -> object:
+        return orjson.loads(data)  # its JSONDecodeError is json's: strawberry answers 400
+
+    def encode_json(self, data: object) -> str:
+        return orjson.dumps(data).decode()  # text: websocket messages go out as text frames
 
     def parse_json(self, data: str | bytes) -> Any:
         parsed = super().parse_json(data)

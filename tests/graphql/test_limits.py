@@ -18,6 +18,7 @@ from cairn.graphql.limits import (
     MAX_DOCUMENT_CHARS,
     MAX_TOKENS,
 )
+from cairn.graphql.view import MAX_BODY_BYTES
 from tests.conftest import ADMIN_TOKEN
 from tests.graphql.test_auth import codes, gql
 from tests.graphql.test_governance_roles import request, settle
@@ -54,9 +55,15 @@ async def test_deep_wide_and_long_documents_are_validation(
     fine = "{ " + " ".join(f"m{i}: me {{ role }}" for i in range(MAX_ALIASES)) + " }"
     assert codes(await gql(client, fine, ADMIN_TOKEN)) == []
 
-    flood = "{ " + " ".join(f"m{i}: me {{ role }}" for i in range(20_000)) + " }"
-    body = await gql(client, flood, ADMIN_TOKEN)
+    long = "{ " + " ".join(f"m{i}: me {{ role }}" for i in range(5_000)) + " }"
+    assert MAX_DOCUMENT_CHARS < len(long) < MAX_BODY_BYTES
+    body = await gql(client, long, ADMIN_TOKEN)
     assert codes(body) == ["VALIDATION"] and "characters long" in messages(body)
+    flood = "{ " + " ".join(f"m{i}: me {{ role }}" for i in range(20_000)) + " }"
+    resp = await client.post("/graphql", json={"query": flood},
+                             headers={"Authorization": f"Bearer {ADMIN_TOKEN}"})
+    assert resp.status == 413 and resp.content_type == "application/json"
+    assert "at most" in (await resp.json())["error"]
     many_tokens = "{ me { " + "role " * MAX_TOKENS + "} }"
     assert len(many_tokens) < MAX_DOCUMENT_CHARS
     body = await gql(client, many_tokens, ADMIN_TOKEN)
