@@ -83,7 +83,8 @@ class Container:
     query_cache: QueryCache = field(default_factory=QueryCache)
 
     async def readiness(self) -> dict[str, str]:
-        """Each dependency's state: "ok" or what is wrong with it."""
+        """Each dependency's state: "ok" or "down". /readyz is unauthenticated: the error
+        itself (hosts, paths, driver text) goes to the log, not to the answer."""
         checks: dict[str, Callable[[], Awaitable[object]]] = {
             "postgres": self._ping_postgres,
             "clickhouse": self.olap.ping,
@@ -95,7 +96,9 @@ class Container:
         report = {}
         for name, result in zip(checks, results, strict=True):
             if isinstance(result, BaseException):
-                report[name] = f"{type(result).__name__}: {result}"[:300] or "down"
+                report[name] = "down"
+                log.warning("dependency down", extra={
+                    "dependency": name, "problem": f"{type(result).__name__}: {result}"[:300]})
             else:
                 report[name] = "ok"
         return report
