@@ -11,10 +11,13 @@ or a JSON value).
 from __future__ import annotations
 
 import asyncio
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Iterator
-from typing import Any
+from typing import Any, TypeVar
 
 from graphql import (
+    ASTValidationRule,
+    DocumentNode,
     ExecutionResult,
     FieldNode,
     GraphQLError,
@@ -23,27 +26,23 @@ from graphql import (
     ValidationRule,
     parse,
 )
-from strawberry.extensions import (
-    AddValidationRules,
-    MaxAliasesLimiter,
-    MaxTokensLimiter,
-    QueryDepthLimiter,
-    SchemaExtension,
-)
+from strawberry.extensions import AddValidationRules, MaxTokensLimiter, SchemaExtension
+from strawberry.extensions.max_aliases import create_validator as alias_rule
+from strawberry.extensions.query_depth_limiter import create_validator as depth_rule
 from strawberry.schema.schema import validate_document
 
 MAX_DEPTH = 12
 MAX_ALIASES = 50
 MAX_TOKENS = 3000
 MAX_DOCUMENT_CHARS = 65_536
-# Shorter documents are parsed and validated on the loop: it takes about a millisecond, less
-# than a worker thread's round trip and its contention for the interpreter.
-INLINE_CHARS = 4096
+# Shorter documents are parsed on the loop (a few milliseconds at most).
+INLINE_CHARS = 512
 MAX_ANALYTICS = 5
 # Root fields that each run ClickHouse work; later analyses join this set.
 ANALYTICS_FIELDS = frozenset({"eventTrend", "formulaTrend", "funnel", "retention", "paths",
                               "userTimeline", "quarantine", "versionHealth"})
 NUL = "\x00"
+T = TypeVar("T")
 
 
 class AnalyticsBudget(ValidationRule):
@@ -107,23 +106,45 @@ class NoNulVariables(SchemaExtension):
 _STAND_IN = parse("{ __typename }")
 
 
+class _Recent(OrderedDict[str, T]):
+    """The last few documents' parse and verdict: polling dashboards send the same ones."""
+
+    def __init__(self, size: int = 256) -> None:
+        super().__init__()
+        self.size = size
+
+    def remember(self, key: str, value: T) -> T:
+        self[key] = value
+        self.move_to_end(key)
+        while len(self) > self.size:
+            self.popitem(last=False)
+        return value
+
+
+_DOCUMENTS: _Recent[DocumentNode] = _Recent()
+_VERDICTS: _Recent[list[GraphQLError]] = _Recent()
+
+
 class OffLoopDocument(SchemaExtension):
-    """Parse and validate a long document in a worker thread: graphql-core's parser (~20 us
-    a token) and its validation rules are pure Python and would hold the event loop. Too long
-    a text is refused before any parsing."""
+    """Parse (when long) and validate the document in a worker thread, or recall a recent
+    one's: graphql-core's parser (~20 us a token) and its validation (~10 ms even for a small
+    document, with every rule) are pure Python and would hold the event loop. Too long a text
+    is refused before any parsing."""
 
     async def on_parse(self) -> AsyncIterator[None]:
         ctx = self.execution_context
-        if ctx.graphql_document is None and ctx.query:
+        text = ctx.query
+        if ctx.graphql_document is None and text:
             try:
-                if len(ctx.query) > MAX_DOCUMENT_CHARS:
-                    raise GraphQLError(f"the document is {len(ctx.query)} characters long; "
+                if len(text) > MAX_DOCUMENT_CHARS:
+                    raise GraphQLError(f"the document is {len(text)} characters long; "
                                        f"at most {MAX_DOCUMENT_CHARS}")
-                if len(ctx.query) <= INLINE_CHARS:
-                    ctx.graphql_document = parse(ctx.query, **ctx.parse_options)
-                else:
-                    ctx.graphql_document = await asyncio.to_thread(parse, ctx.query,
-                                                                   **ctx.parse_options)
+                known = _DOCUMENTS.get(text)
+                if known is None:
+                    known = (parse(text, **ctx.parse_options) if len(text) <= INLINE_CHARS
+                             else await asyncio.to_thread(parse, text, **ctx.parse_options))
+                    _DOCUMENTS.remember(text, known)
+                ctx.graphql_document = known
             except GraphQLError as error:
                 # Reported as a validation error of a stand-in document: strawberry then
                 # neither parses the text again nor validates, and answers with this error.
@@ -133,12 +154,15 @@ class OffLoopDocument(SchemaExtension):
 
     async def on_validate(self) -> AsyncIterator[None]:
         ctx = self.execution_context
-        document = ctx.graphql_document
-        if ctx.pre_execution_errors is None and document is not None and \
-                ctx.validation_rules and len(ctx.query or "") > INLINE_CHARS:
+        document, text = ctx.graphql_document, ctx.query
+        if ctx.pre_execution_errors is None and document is not None and text and \
+                ctx.validation_rules:
+            verdict = _VERDICTS.get(text)
+            if verdict is None:
+                verdict = _VERDICTS.remember(text, await asyncio.to_thread(
+                    validate_document, ctx.schema._schema, document, ctx.validation_rules))
             # strawberry skips its own validation once the errors (maybe none) are known.
-            ctx.pre_execution_errors = await asyncio.to_thread(
-                validate_document, ctx.schema._schema, document, ctx.validation_rules)
+            ctx.pre_execution_errors = list(verdict)
         yield
 
 
@@ -147,8 +171,12 @@ def extensions() -> list[Callable[[], SchemaExtension] | type[SchemaExtension]]:
     return [
         lambda: MaxTokensLimiter(max_token_count=MAX_TOKENS),
         OffLoopDocument,
-        lambda: QueryDepthLimiter(max_depth=MAX_DEPTH),
-        lambda: MaxAliasesLimiter(max_alias_count=MAX_ALIASES),
-        lambda: AddValidationRules([AnalyticsBudget, NoNulLiterals]),
+        lambda: AddValidationRules(RULES),
         NoNulVariables,
     ]
+
+
+# strawberry's depth and alias limiters, built once: their factories make a new rule class on
+# every call, and graphql-core then re-derives each visitor's methods for every request.
+RULES: list[type[ASTValidationRule]] = [
+    depth_rule(MAX_DEPTH, None, None), alias_rule(MAX_ALIASES), AnalyticsBudget, NoNulLiterals]
