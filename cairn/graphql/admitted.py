@@ -24,15 +24,18 @@ T = TypeVar("T")
 MAX_CELLS = 50_000
 
 
-async def admitted(info: Info, run: Callable[[ClickHouse], Awaitable[T]], *,
-                   cells: int | None = None,
-                   on_hop: Callable[[Hop], None] | None = None) -> T:
-    """``run(store)`` admitted and off-loop; ``cells``: an upper bound of the answer's size,
-    known before running."""
-    if cells is not None and cells > MAX_CELLS:
+def refuse_larger_than_allowed(cells: int) -> None:
+    """VALIDATION when an analysis's answer could hold more than MAX_CELLS values
+    (``cells``: an upper bound known before running)."""
+    if cells > MAX_CELLS:
         raise ValidationFailed(
             f"the answer could hold {cells} values (at most {MAX_CELLS}): use a coarser "
             "granularity, a shorter range, fewer events or a lower limit")
+
+
+async def admitted(info: Info, run: Callable[[ClickHouse], Awaitable[T]], *,
+                   on_hop: Callable[[Hop], None] | None = None) -> T:
+    """``run(store)``, admitted through the fair queue and run off the event loop."""
     context = info.context
     who = context.caller()
     container = context.container

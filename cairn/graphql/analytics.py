@@ -14,7 +14,7 @@ from typing import Annotated, Any, TypeVar
 import strawberry
 from strawberry.scalars import JSON
 
-from cairn.graphql.admitted import admitted
+from cairn.graphql.admitted import admitted, refuse_larger_than_allowed
 from cairn.graphql.context import Info
 from cairn.olap.queries import funnel as fq
 from cairn.olap.queries import paths as pq
@@ -22,6 +22,7 @@ from cairn.olap.queries import retention as rq
 from cairn.olap.queries import timeline as tq
 from cairn.olap.queries import trend as trq
 from cairn.olap.queries.cache import QueryCache
+from cairn.olap.queries.common import utc
 from cairn.olap.queries.filters import Filter, FilterOp
 
 T = TypeVar("T")
@@ -220,12 +221,14 @@ _BUCKET_SECONDS = {trq.Granularity.HOUR: 3600, trq.Granularity.DAY: 86400,
                    trq.Granularity.WEEK: 7 * 86400, trq.Granularity.MONTH: 28 * 86400}
 
 
-def _trend_cells(query: trq.TrendQuery) -> int:
-    """An upper bound of a trend's points: at most `limit` series per event with a
-    breakdown (one without), each with every bucket (counted without building them)."""
-    span = (query.to - query.from_).total_seconds()
-    buckets = int(span // _BUCKET_SECONDS[query.granularity]) + 2
-    return len(query.events) * (query.limit if query.breakdown else 1) * buckets
+def _trend_cells(input: TrendInput) -> int:
+    """An upper bound of a trend's points, from its input alone (before the query object
+    builds its buckets): at most `limit` series per event with a breakdown, one without,
+    each with every bucket."""
+    span = max(0.0, (utc(input.to) - utc(input.from_)).total_seconds())
+    buckets = int(span // _BUCKET_SECONDS[input.granularity]) + 2
+    limit = 50 if input.limit is None else max(1, input.limit)
+    return len(input.events) * (limit if input.breakdown else 1) * buckets
 
 
 def _line(info: Info, business_line: str | None) -> str | None:
@@ -245,14 +248,14 @@ async def _cached(info: Info, kind: str, query: Any, run: Callable[[], Awaitable
 class AnalyticsQuery:
     @strawberry.field
     async def event_trend(self, info: Info, input: TrendInput) -> TrendResult:
+        refuse_larger_than_allowed(_trend_cells(input))
         query = trq.TrendQuery(
             events=tuple(input.events), business_line=_line(info, input.business_line),
             metric=input.metric, property=input.property,
             from_=input.from_, to=input.to, granularity=input.granularity,
             breakdown=tuple(input.breakdown or ()), filters=_filters(input.filters),
             limit=50 if input.limit is None else input.limit)
-        result = await _cached(info, "trend", query, lambda: admitted(
-            info, query.run, cells=_trend_cells(query)))
+        result = await _cached(info, "trend", query, lambda: admitted(info, query.run))
         return TrendResult(series=[TrendSeries(
             event=s.event, breakdown=s.breakdown, total=s.total,
             all_points=[TrendPoint(bucket=p.bucket, value=p.value) for p in s.points])
