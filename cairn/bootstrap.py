@@ -238,9 +238,9 @@ async def start_monitor(container: Container, *, loop: bool = True,
     assert container.governance is not None
     console = settings.console_url or f"http://{settings.http_host}:{settings.http_port}"
     digests = Digests(container.pool, mailer or make_mailer(settings), console)
+    webhooks = Webhooks(container.pool, allow_private=settings.webhook_allow_private)
     monitor = Monitor(container.governance, container.pool, container.olap, digests,
-                      interval=settings.monitor_interval, webhooks=Webhooks(container.pool,
-                                       allow_private=settings.webhook_allow_private))
+                      interval=settings.monitor_interval, webhooks=webhooks)
     container.monitor = monitor
     if loop:
         await monitor.start()
