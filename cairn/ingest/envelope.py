@@ -7,6 +7,7 @@ the registry, and every event becomes a row of ``events`` or of ``quarantine``.
 
 from __future__ import annotations
 
+import json
 import os
 import uuid
 from collections.abc import Callable, Sequence
@@ -180,8 +181,17 @@ Lookup = Callable[[str, str], LiveSchema | None]
 def quarantine_row(event_id: str, business_line: str, name: str, received: float,
                    timestamp: float | None, reasons: list[str], raw: Any) -> list[Any]:
     """A ``quarantine`` row (QUARANTINE_COLUMNS): the event exactly as received, and why."""
-    return [event_id, business_line, name, received, timestamp, reasons,
-            orjson.dumps(raw).decode()]
+    return [event_id, business_line, name, received, timestamp, reasons, _as_received(raw)]
+
+
+def _as_received(raw: Any) -> str:
+    try:
+        return orjson.dumps(raw).decode()
+    except TypeError:  # orjson writes 254 levels at most: the standard library goes deeper
+        try:
+            return json.dumps(raw, ensure_ascii=False, separators=(",", ":"))
+        except (RecursionError, ValueError, TypeError):
+            return '"(nested too deeply to keep)"'
 
 
 def _text(value: Any) -> str:
