@@ -140,7 +140,11 @@ async def main(args: Any) -> dict[str, Any]:
             await asyncio.gather(*abusers)
     finally:
         server.terminate()
-        await asyncio.wait_for(server.wait(), 30)
+        try:
+            await asyncio.wait_for(server.wait(), 30)
+        except TimeoutError:
+            server.kill()
+            await server.wait()
         await drop_database(url)
     rows = [{"phase": "idle", **summary_ms(idle)},
             {"phase": "abuse", **summary_ms(busy), "max_ms": round(max(busy) * 1000, 2)}]
