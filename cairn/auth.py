@@ -27,16 +27,28 @@ CREATE TABLE IF NOT EXISTS api_tokens (
 """
 
 
+# PostgreSQL channel carrying the id of each revoked token, to every Cairn process.
+REVOKED_CHANNEL = "cairn_token_revoked"
+BOOTSTRAP_LABEL = "bootstrap-admin"
+
+
 class Role(enum.Enum):
     VIEWER = "viewer"
     EDITOR = "editor"
     ADMIN = "admin"
     AUDITOR = "auditor"
+    QA = "qa"  # runs test sessions, records test runs
     WRITER = "writer"  # a write key: ingestion only
+
+
+READERS = (Role.ADMIN, Role.AUDITOR, Role.VIEWER, Role.EDITOR, Role.QA)
 
 
 @dataclass(frozen=True)
 class Principal:
+    """The caller behind a token. A token minted with a business line is limited to that
+    line whatever its role: an admin or auditor of ``shop`` is one of shop only."""
+
     token_id: UUID
     role: Role
     business_line: str | None
@@ -48,39 +60,49 @@ class Principal:
         return self.label or f"{self.role.value}:{self.token_id}"
 
     def covers(self, business_line: str | None) -> bool:
+        """An unscoped token covers every line and "all lines" (None); a scoped one only its
+        own line."""
         return self.business_line is None or self.business_line == business_line
 
     def can_read(self, business_line: str | None) -> bool:
-        if self.role in (Role.ADMIN, Role.AUDITOR):
-            return True
-        return self.role in (Role.VIEWER, Role.EDITOR) and self.covers(business_line)
+        return self.role in READERS and self.covers(business_line)
 
     def require_read(self, business_line: str | None) -> None:
         if not self.can_read(business_line):
             raise Forbidden(f"{self.role.value} token may not read business line {business_line}")
 
     def read_scope(self, business_line: str | None) -> str | None:
-        """The business line a read covers: a viewer or editor scoped to one line reads only
-        that line (asking for another is FORBIDDEN); others read what they ask for."""
-        if self.business_line is not None and self.role in (Role.VIEWER, Role.EDITOR):
-            if business_line not in (None, self.business_line):
-                self.require_read(business_line)
+        """The business line a read covers: a token scoped to one line reads only that line
+        (asking for another is FORBIDDEN); others read what they ask for."""
+        if self.business_line is not None and business_line is None:
+            self.require_read(self.business_line)
             return self.business_line
         self.require_read(business_line)
         return business_line
 
-    def require_edit(self, business_line: str) -> None:
-        if self.role is Role.ADMIN or (self.role is Role.EDITOR and self.covers(business_line)):
+    def require_edit(self, business_line: str | None) -> None:
+        if self.role in (Role.ADMIN, Role.EDITOR) and self.covers(business_line):
             return
         raise Forbidden(f"{self.role.value} token may not change business line {business_line}")
 
+    def require_test_run(self, business_line: str | None) -> None:
+        """Recording a test run is QA's word (or an admin's), not a developer's."""
+        if self.role in (Role.ADMIN, Role.QA) and self.covers(business_line):
+            return
+        raise Forbidden(f"{self.role.value} token may not record test runs of business line "
+                        f"{business_line}")
+
     def require_audit(self) -> None:
-        if self.role not in (Role.ADMIN, Role.AUDITOR, Role.VIEWER, Role.EDITOR):
+        if self.role not in READERS:
             raise Forbidden("this token may not read history")
 
-    def require_admin(self) -> None:
+    def require_admin(self, business_line: str | None = None) -> None:
+        """Admin of ``business_line``; None means every line (an unscoped admin only)."""
         if self.role is not Role.ADMIN:
             raise Forbidden("admin role required")
+        if not self.covers(business_line):
+            raise Forbidden(f"this admin token is limited to business line "
+                            f"{self.business_line}")
 
 
 def hash_secret(secret: str) -> bytes:
@@ -120,13 +142,23 @@ class TokenStore:
         )
         if row is None:
             raise Unauthenticated("unknown or revoked token")
-        return Principal(row["id"], Role(row["role"]), row["business_line"], row["label"])
+        return _principal(row)
+
+    async def still_valid(self, token_id: UUID) -> Principal:
+        """The token's caller again (a long-lived subscription re-checks it); raises
+        Unauthenticated once it has been revoked."""
+        row = await self._pool.fetchrow(
+            """SELECT id, role, business_line, label FROM api_tokens
+               WHERE id = $1 AND revoked_at IS NULL""", token_id)
+        if row is None:
+            raise Unauthenticated("the token was revoked")
+        return _principal(row)
 
     async def list(self, kind: str, business_line: str | None = None) -> list[asyncpg.Record]:
         return await self._pool.fetch(
             """SELECT id, role, business_line, label, created_by, created_at, revoked_at
                FROM api_tokens WHERE kind = $1 AND ($2::text IS NULL OR business_line = $2)
-               ORDER BY created_at""", kind, business_line)
+               ORDER BY created_at, id""", kind, business_line)
 
     async def kind_of(self, token_id: UUID) -> tuple[str, str | None] | None:
         row = await self._pool.fetchrow(
@@ -134,11 +166,33 @@ class TokenStore:
         return None if row is None else (row["kind"], row["business_line"])
 
     async def revoke(self, token_id: UUID) -> bool:
-        status = await self._pool.execute(
-            "UPDATE api_tokens SET revoked_at = now() WHERE id = $1 AND revoked_at IS NULL",
-            token_id,
-        )
-        return bool(status.endswith("1"))
+        """Revoke a token (False if it already was) and tell every process at once: API
+        requests read the table each time, open subscriptions wake on the notification."""
+        revoked = await self._pool.fetch(
+            """WITH r AS (UPDATE api_tokens SET revoked_at = now()
+                          WHERE id = $1 AND revoked_at IS NULL RETURNING id)
+               SELECT pg_notify($2, id::text) FROM r""", token_id, REVOKED_CHANNEL)
+        return bool(revoked)
+
+    async def revoke_bootstrap_except(self, keep_hash: bytes) -> int:
+        """Revoke every earlier bootstrap admin token but ``keep_hash``'s: a restart with a
+        new CAIRN_ADMIN_TOKEN retires the previous one."""
+        revoked = await self._pool.fetch(
+            """WITH r AS (UPDATE api_tokens SET revoked_at = now()
+                          WHERE kind = 'api' AND label = $1 AND created_by = 'bootstrap'
+                            AND token_hash <> $2 AND revoked_at IS NULL RETURNING id)
+               SELECT pg_notify($3, id::text) FROM r""",
+            BOOTSTRAP_LABEL, keep_hash, REVOKED_CHANNEL)
+        return len(revoked)
+
+    async def is_revoked(self, token_hash: bytes) -> bool:
+        found = await self._pool.fetchval(
+            "SELECT revoked_at IS NOT NULL FROM api_tokens WHERE token_hash = $1", token_hash)
+        return bool(found)
+
+
+def _principal(row: asyncpg.Record) -> Principal:
+    return Principal(row["id"], Role(row["role"]), row["business_line"], row["label"])
 
 
 def bearer(header: str | None) -> str | None:

@@ -32,6 +32,7 @@ from cairn.notifications.digest import Digests
 from cairn.notifications.mail import LogMailer, Mailer, SmtpMailer
 from cairn.notifications.monitor import Monitor
 from cairn.notifications.webhooks import Webhooks
+from cairn.olap.admission import Admission
 from cairn.olap.port import ClickHouse
 from cairn.olap.queries.cache import QueryCache
 from cairn.olap.schema import Layout, migrate
@@ -40,6 +41,7 @@ from cairn.projections import tables as projection_tables
 from cairn.projections.feed import ChangeFeed
 from cairn.projections.runner import ProjectionRunner
 from cairn.settings import Settings, redact_url
+from cairn.token_watch import RevocationWatch
 
 log = logging.getLogger(__name__)
 
@@ -76,14 +78,18 @@ class Container:
     feed: ChangeFeed | None = None
     ingest: Ingest | None = None
     monitor: Monitor | None = None
+    # Wakes open subscriptions when their token is revoked (in any process).
+    revocations: RevocationWatch | None = None
+    # Fair caps on the analyses running on ClickHouse (set from the settings in build).
+    admission: Admission = field(default_factory=Admission)
     closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
     closed: bool = False
     # Analytics answers for a short TTL; the ingestion sink calls query_cache.invalidate().
     query_cache: QueryCache = field(default_factory=QueryCache)
 
     async def readiness(self) -> dict[str, str]:
-        """Each dependency's state: "ok" or "down" (never the stores' own error text: this
-        answers unauthenticated callers), and ingestion "paused" while it waits out an outage."""
+        """Each dependency's state: "ok" or "down". /readyz is unauthenticated: the error
+        itself (hosts, paths, driver text) goes to the log, not to the answer."""
         checks: dict[str, Callable[[], Awaitable[object]]] = {
             "postgres": self._ping_postgres,
             "clickhouse": self.olap.ping,
@@ -95,9 +101,9 @@ class Container:
         report = {}
         for name, result in zip(checks, results, strict=True):
             if isinstance(result, BaseException):
-                log.warning("readiness check failed", extra={
-                    "check": name, "error": f"{type(result).__name__}: {result}"[:300]})
                 report[name] = "down"
+                log.warning("dependency down", extra={
+                    "dependency": name, "problem": f"{type(result).__name__}: {result}"[:300]})
             else:
                 report[name] = "ok"
         sink = self.ingest.sink if self.ingest is not None else None
@@ -163,8 +169,15 @@ async def build(
         bus.attach_spool(Spool(pool))
     if start_bus:
         await bus.start()
-    container = Container(settings, url, pool, olap, bus, auth.TokenStore(pool), embedded)
+    container = Container(settings, url, pool, olap, bus, auth.TokenStore(pool), embedded,
+                          admission=Admission(settings.analytics_concurrency,
+                                              min(settings.analytics_per_token,
+                                                  settings.analytics_concurrency)))
+    container.closers.append(_closing(container.admission))
     await ensure_admin_token(container)
+    container.revocations = RevocationWatch(pool, container.tokens)
+    await container.revocations.start()
+    container.closers.append(container.revocations.stop)
     await start_governance(container, run_projections=run_projections)
     await start_ingest(container, consume=settings.embedded_consumer if consume is None
                        else consume)
@@ -249,8 +262,9 @@ async def start_monitor(container: Container, *, loop: bool = True,
     assert container.governance is not None
     console = settings.console_url or f"http://{settings.http_host}:{settings.http_port}"
     digests = Digests(container.pool, mailer or make_mailer(settings), console)
+    webhooks = Webhooks(container.pool, allow_private=settings.webhook_allow_private)
     monitor = Monitor(container.governance, container.pool, container.olap, digests,
-                      interval=settings.monitor_interval, webhooks=Webhooks(container.pool))
+                      interval=settings.monitor_interval, webhooks=webhooks)
     container.monitor = monitor
     if loop:
         await monitor.start()
@@ -274,9 +288,24 @@ async def ensure_admin_token(container: Container) -> None:
             # Printed, not logged: the log stream must never carry a secret.
             print(f"Cairn admin token (shown once, saved in {path}): {secret}", flush=True)
     await container.tokens.create(
-        kind="api", role=auth.Role.ADMIN, business_line=None, label="bootstrap-admin",
+        kind="api", role=auth.Role.ADMIN, business_line=None, label=auth.BOOTSTRAP_LABEL,
         created_by="bootstrap", secret=secret,
     )
+    # A new CAIRN_ADMIN_TOKEN retires the previous bootstrap token. A revoked one stays dead
+    # (restarting with a leaked token does not revive it) and retires nothing.
+    if await container.tokens.is_revoked(auth.hash_secret(secret)):
+        log.warning("the configured admin token was revoked: set a new CAIRN_ADMIN_TOKEN")
+        return
+    retired = await container.tokens.revoke_bootstrap_except(auth.hash_secret(secret))
+    if retired:
+        log.info("previous bootstrap admin token revoked", extra={"count": retired})
+
+
+def _closing(admission: Admission) -> Callable[[], Awaitable[None]]:
+    async def close() -> None:
+        admission.close()
+
+    return close
 
 
 def _write_private(path: Path, text: str) -> None:

@@ -43,6 +43,13 @@ class Settings(BaseSettings):
     sink_batch_events: int = Field(default=20_000, ge=1, le=1_000_000)
     # How long quarantined events are kept (tracking-event.md, version 2).
     quarantine_days: int = Field(default=365, ge=1, le=36500)
+    # Webhooks may reach loopback, link-local and private addresses (tests, closed networks).
+    webhook_allow_private: bool = False
+    # Analyses running at once on ClickHouse, in all and per API token (a fair queue beyond).
+    analytics_concurrency: int = Field(default=4, ge=1, le=64)
+    analytics_per_token: int = Field(default=2, ge=1, le=64)
+    # Seconds a GraphQL request's analyses may take, waiting in the queue included.
+    request_timeout: float = Field(default=60, gt=0)
 
     @field_validator("database_url", "clickhouse_url", "amqp_url", "smtp_url")
     @classmethod

@@ -38,6 +38,10 @@ async def request_context(request: web.Request, handler: Handler) -> web.StreamR
     except CairnError as exc:
         status = exc.http_status
         return web.json_response({"error": str(exc)}, status=exc.http_status)
+    except Exception:
+        # A bug: logged with its traceback, answered as JSON like every other error.
+        log.exception("unexpected error", extra={"path": request.path})
+        return web.json_response({"error": "internal error"}, status=500)
     finally:
         if request.path not in ("/healthz", "/readyz"):
             log.info(

@@ -56,3 +56,19 @@ def test_a_bad_value_names_the_variable_without_echoing_it(
 def test_redact_url_hides_the_password() -> None:
     assert redact_url("amqp://guest:s3cret@mq:5672/") == "amqp://guest:***@mq:5672/"
     assert redact_url("postgresql://u@db/x") == "postgresql://u@db/x"
+
+
+def test_abuse_limits_and_webhook_policy(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("CAIRN_WEBHOOK_ALLOW_PRIVATE", "CAIRN_ANALYTICS_CONCURRENCY",
+                 "CAIRN_ANALYTICS_PER_TOKEN", "CAIRN_REQUEST_TIMEOUT"):
+        monkeypatch.delenv(name, raising=False)
+    s = load_settings()
+    assert s.webhook_allow_private is False
+    assert (s.analytics_concurrency, s.analytics_per_token, s.request_timeout) == (4, 2, 60)
+    monkeypatch.setenv("CAIRN_WEBHOOK_ALLOW_PRIVATE", "true")
+    monkeypatch.setenv("CAIRN_REQUEST_TIMEOUT", "5")
+    s = load_settings()
+    assert s.webhook_allow_private is True and s.request_timeout == 5
+    monkeypatch.setenv("CAIRN_ANALYTICS_CONCURRENCY", "0")
+    with pytest.raises(SettingsError, match="CAIRN_ANALYTICS_CONCURRENCY"):
+        load_settings()

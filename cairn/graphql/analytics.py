@@ -6,6 +6,7 @@ in ``cairn.olap.queries``; identical questions within the cache TTL share one an
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Annotated, Any, TypeVar
@@ -13,6 +14,7 @@ from typing import Annotated, Any, TypeVar
 import strawberry
 from strawberry.scalars import JSON
 
+from cairn.graphql.admitted import admitted, refuse_larger_than_allowed
 from cairn.graphql.context import Info
 from cairn.olap.queries import funnel as fq
 from cairn.olap.queries import paths as pq
@@ -20,6 +22,7 @@ from cairn.olap.queries import retention as rq
 from cairn.olap.queries import timeline as tq
 from cairn.olap.queries import trend as trq
 from cairn.olap.queries.cache import QueryCache
+from cairn.olap.queries.common import utc
 from cairn.olap.queries.filters import Filter, FilterOp
 
 T = TypeVar("T")
@@ -77,7 +80,14 @@ class TrendSeries:
     event: str
     breakdown: list[str]
     total: float
-    points: list[TrendPoint]
+    all_points: strawberry.Private[list[TrendPoint]]
+
+    @strawberry.field
+    async def points(self) -> list[TrendPoint]:
+        # Each series is completed in a loop step of its own: a large answer does not hold
+        # the event loop (and every other request) for its whole length.
+        await asyncio.sleep(0)
+        return self.all_points
 
 
 @strawberry.type
@@ -207,6 +217,20 @@ class TrackedEvent:
     properties: JSON
 
 
+_BUCKET_SECONDS = {trq.Granularity.HOUR: 3600, trq.Granularity.DAY: 86400,
+                   trq.Granularity.WEEK: 7 * 86400, trq.Granularity.MONTH: 28 * 86400}
+
+
+def _trend_cells(input: TrendInput) -> int:
+    """An upper bound of a trend's points, from its input alone (before the query object
+    builds its buckets): at most `limit` series per event with a breakdown, one without,
+    each with every bucket."""
+    span = max(0.0, (utc(input.to) - utc(input.from_)).total_seconds())
+    buckets = int(span // _BUCKET_SECONDS[input.granularity]) + 2
+    limit = 50 if input.limit is None else max(1, input.limit)
+    return len(input.events) * (limit if input.breakdown else 1) * buckets
+
+
 def _line(info: Info, business_line: str | None) -> str | None:
     return info.context.caller().read_scope(business_line)
 
@@ -224,16 +248,17 @@ async def _cached(info: Info, kind: str, query: Any, run: Callable[[], Awaitable
 class AnalyticsQuery:
     @strawberry.field
     async def event_trend(self, info: Info, input: TrendInput) -> TrendResult:
+        refuse_larger_than_allowed(_trend_cells(input))
         query = trq.TrendQuery(
             events=tuple(input.events), business_line=_line(info, input.business_line),
             metric=input.metric, property=input.property,
             from_=input.from_, to=input.to, granularity=input.granularity,
             breakdown=tuple(input.breakdown or ()), filters=_filters(input.filters),
             limit=50 if input.limit is None else input.limit)
-        result = await _cached(info, "trend", query, lambda: query.run(info.context.container.olap))
+        result = await _cached(info, "trend", query, lambda: admitted(info, query.run))
         return TrendResult(series=[TrendSeries(
             event=s.event, breakdown=s.breakdown, total=s.total,
-            points=[TrendPoint(bucket=p.bucket, value=p.value) for p in s.points])
+            all_points=[TrendPoint(bucket=p.bucket, value=p.value) for p in s.points])
             for s in result.series], sql=result.sql)
 
     @strawberry.field
@@ -244,8 +269,7 @@ class AnalyticsQuery:
             business_line=_line(info, input.business_line), from_=input.from_, to=input.to,
             window_seconds=input.window_seconds, order=input.order,
             open=input.open, breakdown=input.breakdown, filters=_filters(input.filters))
-        result = await _cached(info, "funnel", query,
-                               lambda: query.run(info.context.container.olap))
+        result = await _cached(info, "funnel", query, lambda: admitted(info, query.run))
 
         def steps(items: list[fq.FunnelStep]) -> list[FunnelStep]:
             return [FunnelStep(**vars(s)) for s in items]
@@ -260,8 +284,7 @@ class AnalyticsQuery:
             business_line=_line(info, input.business_line), from_=input.from_, to=input.to,
             period=input.period, periods=input.periods,
             mode=input.mode, filters=_filters(input.filters))
-        result = await _cached(info, "retention", query,
-                               lambda: query.run(info.context.container.olap))
+        result = await _cached(info, "retention", query, lambda: admitted(info, query.run))
         return RetentionResult(cohorts=[RetentionCohort(**vars(c)) for c in result.cohorts])
 
     @strawberry.field
@@ -270,8 +293,7 @@ class AnalyticsQuery:
             start_event=input.start_event, end_event=input.end_event,
             business_line=_line(info, input.business_line), from_=input.from_, to=input.to,
             depth=input.depth, max_links=input.max_links, filters=_filters(input.filters))
-        result = await _cached(info, "paths", query,
-                               lambda: query.run(info.context.container.olap))
+        result = await _cached(info, "paths", query, lambda: admitted(info, query.run))
         return PathsResult(nodes=[PathNode(**vars(n)) for n in result.nodes],
                            links=[PathLink(**vars(link)) for link in result.links])
 
@@ -285,7 +307,7 @@ class AnalyticsQuery:
     ) -> list[TrackedEvent]:
         query = tq.TimelineQuery(user=user, business_line=_line(info, None), from_=from_, to=to,
                                  limit=200 if limit is None else limit)
-        events = await query.run(info.context.container.olap)
+        events = await admitted(info, query.run)
         return [TrackedEvent(event_id=strawberry.ID(e.event_id), event=e.event,
                              business_line=e.business_line, user_id=e.user_id,
                              anonymous_id=e.anonymous_id, session_id=e.session_id,

@@ -17,6 +17,10 @@ class Context:
     container: Container
     principal: Principal | None
     auth_error: str | None = None
+    # A plain HTTP request (not a websocket): subscriptions refuse to stream over it.
+    over_http: bool = True
+    # The event loop's clock time by which this request's analyses must be done.
+    deadline: float | None = None
     connection_params: dict[str, Any] | None = None
     loaders: dict[str, Any] = field(default_factory=dict)
 

@@ -10,11 +10,13 @@ from uuid import UUID
 import strawberry
 from strawberry.scalars import JSON
 
+from cairn.auth import Principal
 from cairn.domain.definition import EventDefinition as DefinitionAggregate
+from cairn.domain.errors import RevisionConflict
 from cairn.domain.governance import Governance
 from cairn.domain.properties import PropertySpec as DomainSpec
 from cairn.domain.properties import PropertyType as DomainType
-from cairn.errors import ValidationFailed
+from cairn.errors import NotFound, ValidationFailed
 from cairn.graphql.context import Info
 from cairn.graphql.governance_types import (
     DefinitionChange,
@@ -24,7 +26,10 @@ from cairn.graphql.governance_types import (
     LifecycleStage,
     PropertySpecInput,
 )
+from cairn.graphql.streams import watched
 from cairn.projections import queries
+
+MAX_FIRST = 200
 
 
 @strawberry.type
@@ -122,15 +127,27 @@ def _specs(properties: list[PropertySpecInput]) -> list[DomainSpec]:
 
 
 async def _change(info: Info, ident: str, expected_revision: int | None,
-                  command: Callable[[DefinitionAggregate, str], None]) -> EventDefinition:
+                  command: Callable[[DefinitionAggregate, str], None],
+                  allowed: Callable[[Principal, str | None], None] = Principal.require_edit,
+                  ) -> EventDefinition:
     who = info.context.caller()
+    definition_id = _uuid(ident)
+    # A role that may never do this is refused before anything is read; a definition of a
+    # line the token does not cover answers as a missing one (no enumeration of other
+    # lines, not even through a CONFLICT on expectedRevision).
+    allowed(who, who.business_line)
 
     def guarded(aggregate: DefinitionAggregate) -> None:
-        who.require_edit(aggregate.business_line)
+        if not who.covers(aggregate.business_line):
+            raise NotFound(f"no definition {definition_id}")
+        allowed(who, aggregate.business_line)
+        if expected_revision is not None and aggregate.version != expected_revision:
+            raise RevisionConflict(f"expected revision {expected_revision}, the definition "
+                                   f"is at {aggregate.version}")
         command(aggregate, who.name)
 
     app = _app(info)
-    aggregate = await asyncio.to_thread(app.change, _uuid(ident), expected_revision, guarded)
+    aggregate = await asyncio.to_thread(app.change, definition_id, None, guarded)
     await settle(info, aggregate.id)
     return EventDefinition.from_aggregate(aggregate)
 
@@ -161,12 +178,13 @@ class GovernanceQuery:
         if id is not None:
             row = await queries.by_id(pool, _uuid(id))
         elif business_line is not None and name is not None:
+            # Scope first: whether another line has this name must not show in the answer.
+            who.require_read(business_line)
             row = await queries.by_name(pool, business_line, name)
         else:
             raise ValidationFailed("give either id, or businessLine and name")
-        if row is None:
-            return None
-        who.require_read(row["business_line"])
+        if row is None or not who.can_read(row["business_line"]):
+            return None  # another line's definition answers as a missing one: no enumeration
         return EventDefinition.from_row(row)
 
     @strawberry.field
@@ -179,8 +197,10 @@ class GovernanceQuery:
             business_line=who.read_scope(f.business_line),
             stage=f.stage.value if f.stage else None, level=f.level.value if f.level else None,
             health=f.health.value if f.health else None, owner=f.owner, search=f.search)
-        rows, more, total = await queries.page(info.context.container.pool, query,
-                                               50 if first is None else first, after)
+        size = 50 if first is None else first
+        if not 0 <= size <= MAX_FIRST:
+            raise ValidationFailed(f"first must be between 0 and {MAX_FIRST}")
+        rows, more, total = await queries.page(info.context.container.pool, query, size, after)
         edges = [DefinitionEdge(cursor=queries.encode_cursor(r), node=EventDefinition.from_row(r))
                  for r in rows]
         return DefinitionConnection(
@@ -196,9 +216,8 @@ class GovernanceQuery:
         who.require_audit()
         found = await asyncio.to_thread(_app(info).definition_as_of, _uuid(id),
                                         revision=revision, at=at)
-        if found is None:
+        if found is None or not who.can_read(found.business_line):
             return None
-        who.require_read(found.business_line)
         return EventDefinition.from_aggregate(found, replayed=True)
 
     @strawberry.field
@@ -208,7 +227,8 @@ class GovernanceQuery:
         app = _app(info)
         ident = _uuid(id)
         current = await asyncio.to_thread(app.definition, ident)
-        who.require_read(current.business_line)
+        if not who.can_read(current.business_line):
+            raise NotFound(f"no definition {ident}")  # as for a missing one
         result = await asyncio.to_thread(app.verify_history, ident)
         return HistoryIntegrity(ok=result.ok, checked_revisions=result.checked_revisions,
                                 first_bad_revision=result.first_bad_revision)
@@ -259,13 +279,14 @@ class GovernanceMutation:
         return await _change(info, id, expected_revision,
                              lambda d, actor: d.mark_developed(actor=actor, note=note))
 
-    @strawberry.mutation
+    @strawberry.mutation(description="QA and admins only (operations.md v2).")
     async def record_test_run(self, info: Info, id: strawberry.ID, passed: bool,
                               report: JSON | None = None, note: str | None = None,
                               expected_revision: int | None = None) -> EventDefinition:
         return await _change(info, id, expected_revision,
                              lambda d, actor: d.record_test_run(passed=passed, report=report,
-                                                                actor=actor, note=note))
+                                                                actor=actor, note=note),
+                             allowed=Principal.require_test_run)
 
     @strawberry.mutation
     async def mark_tested(self, info: Info, id: strawberry.ID, note: str | None = None,
@@ -322,12 +343,15 @@ class GovernanceSubscription:
     @strawberry.subscription
     async def definition_changed(self, info: Info, business_line: str | None = None
                                  ) -> AsyncGenerator[DefinitionChange, None]:
-        who = info.context.caller()
-        line = who.read_scope(business_line)
+        line = info.context.caller().read_scope(business_line)
         feed = info.context.container.feed
         assert feed is not None
-        async for change in feed.subscribe(line):
-            yield DefinitionChange.from_record(change)
+
+        async def changes() -> AsyncGenerator[DefinitionChange, None]:
+            async for change in feed.subscribe(line):
+                yield DefinitionChange.from_record(change)
+
+        return watched(info, changes)
 
 
 __all__ = ["GovernanceMutation", "GovernanceQuery", "GovernanceSubscription"]

@@ -15,9 +15,14 @@ from strawberry.scalars import JSON
 
 from cairn.domain.definition import EventDefinition as DefinitionAggregate
 from cairn.domain.governance import ChangeRecord
+from cairn.errors import ValidationFailed
 from cairn.graphql.context import Info
-from cairn.graphql.loaders import changes_loader, health_loader, versions_loader
+from cairn.graphql.loaders import health_loader, history_loader, versions_loader
 from cairn.projections.fold import level_of
+
+# EventDefinition.history is paged: a listing of many definitions cannot pull every change.
+DEFAULT_HISTORY = 100
+MAX_HISTORY = 1000
 
 
 @strawberry.enum
@@ -202,15 +207,23 @@ class EventDefinition:
         rows = await versions_loader(info.context).load(UUID(self.id))
         return [SchemaVersion.from_record(dict(r)) for r in rows]
 
-    @strawberry.field(description="Every recorded change, oldest first (for definitionAsOf: "
-                      "up to that revision).")
-    async def history(self, info: Info) -> list[DefinitionChange]:
+    @strawberry.field(description="The recorded changes, oldest first (for definitionAsOf: "
+                      f"up to that revision), a page at a time: at most `first` (≤ "
+                      f"{MAX_HISTORY}) with a revision after `after`; page on with the last "
+                      "revision seen.")
+    async def history(self, info: Info, first: int = DEFAULT_HISTORY,
+                      after: int = 0) -> list[DefinitionChange]:
+        if not 0 <= first <= MAX_HISTORY:
+            raise ValidationFailed(f"first must be between 0 and {MAX_HISTORY}")
+        if after < 0:
+            raise ValidationFailed("after must be a revision (0 or more)")
         if self.source.aggregate is not None:
             app = info.context.container.governance
             assert app is not None
             records = await asyncio.to_thread(app.history, UUID(self.id), self.revision)
-            return [DefinitionChange.from_record(r) for r in records]
-        rows = await changes_loader(info.context).load(UUID(self.id))
+            page = [r for r in records if r.revision > after][:first]
+            return [DefinitionChange.from_record(r) for r in page]
+        rows = await history_loader(info.context, first, after).load(UUID(self.id))
         return [DefinitionChange.from_record(dict(r)) for r in rows]
 
     @strawberry.field(description="The latest health check; null until one has run. For "

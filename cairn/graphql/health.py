@@ -12,6 +12,7 @@ import strawberry
 from cairn.graphql.context import Info
 from cairn.graphql.governance import _change
 from cairn.graphql.governance_types import EventDefinition, GovernanceLevel, HealthStatus
+from cairn.graphql.streams import watched
 from cairn.projections import queries
 
 
@@ -78,19 +79,23 @@ class HealthSubscription:
                              "seconds of the check that found it.")
     async def health_changed(self, info: Info, business_line: str | None = None
                              ) -> AsyncGenerator[HealthChange, None]:
-        who = info.context.caller()
-        line = who.read_scope(business_line)
+        line = info.context.caller().read_scope(business_line)
         container = info.context.container
-        assert container.feed is not None
-        names: dict[UUID, str] = {}
-        async for change in container.feed.subscribe(line):
-            if change["type"] != "HealthChanged":
-                continue
-            ident = change["definition_id"]
-            if ident not in names:
-                row = await queries.by_id(container.pool, ident)
-                names[ident] = row["name"] if row is not None else ""
-            yield HealthChange.from_change(change, names[ident])
+        feed = container.feed
+        assert feed is not None
+
+        async def changes() -> AsyncGenerator[HealthChange, None]:
+            names: dict[UUID, str] = {}
+            async for change in feed.subscribe(line):
+                if change["type"] != "HealthChanged":
+                    continue
+                ident = change["definition_id"]
+                if ident not in names:
+                    row = await queries.by_id(container.pool, ident)
+                    names[ident] = row["name"] if row is not None else ""
+                yield HealthChange.from_change(change, names[ident])
+
+        return watched(info, changes)
 
 
 __all__ = ["HealthMutation", "HealthQuery", "HealthSubscription"]

@@ -34,10 +34,14 @@ def versions_loader(context: Context) -> DataLoader[UUID, list[Any]]:
         FROM rm_schema_versions WHERE definition_id = ANY($1) ORDER BY definition_id, seq""")
 
 
-def changes_loader(context: Context) -> DataLoader[UUID, list[Any]]:
-    return _grouped_loader(context, "changes", """
-        SELECT definition_id, revision, type, at, actor, note, payload
-        FROM rm_changes WHERE definition_id = ANY($1) ORDER BY definition_id, revision""")
+def history_loader(context: Context, first: int, after: int) -> DataLoader[UUID, list[Any]]:
+    """One page of each definition's changes (revision > ``after``, at most ``first``)."""
+    return _grouped_loader(context, f"changes:{first}:{after}", f"""
+        SELECT definition_id, revision, type, at, actor, note, payload FROM (
+            SELECT definition_id, revision, type, at, actor, note, payload,
+                   row_number() OVER (PARTITION BY definition_id ORDER BY revision) AS n
+            FROM rm_changes WHERE definition_id = ANY($1) AND revision > {int(after)}) page
+        WHERE n <= {int(first)} ORDER BY definition_id, revision""")
 
 
 def health_loader(context: Context) -> DataLoader[UUID, list[Any]]:

@@ -14,6 +14,7 @@ from cairn.graphql.errors import ErrorCodes
 from cairn.graphql.governance import GovernanceMutation, GovernanceQuery, GovernanceSubscription
 from cairn.graphql.health import HealthMutation, HealthQuery, HealthSubscription
 from cairn.graphql.ingest import IngestMutation, IngestQuery
+from cairn.graphql.limits import extensions as limits
 from cairn.graphql.webhooks import WebhookMutation, WebhookQuery
 
 Query = merge_types("Query", (GovernanceQuery, AdminQuery, AnalyticsQuery, IngestQuery,
@@ -26,9 +27,9 @@ Subscription = merge_types("Subscription", (GovernanceSubscription, HealthSubscr
 class CairnSchema(strawberry.Schema):
     def process_errors(self, errors: list[GraphQLError], execution_context: Any = None) -> None:
         # Expected errors (auth, validation, domain) are answers, not incidents: ErrorCodes
-        # logs the unexpected ones with their traceback.
+        # logs the unexpected ones, once each, with their traceback.
         return None
 
 
 schema = CairnSchema(query=Query, mutation=Mutation, subscription=Subscription,
-                     extensions=[ErrorCodes])
+                     extensions=[ErrorCodes, *limits()])

@@ -7,15 +7,16 @@ the registry, and every event becomes a row of ``events`` or of ``quarantine``.
 
 from __future__ import annotations
 
+import json
 import os
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, NotRequired, Required
+from typing import Annotated, Any, NotRequired, Required
 from uuid import UUID
 
 import orjson
-from pydantic import ConfigDict, TypeAdapter
+from pydantic import ConfigDict, StringConstraints, TypeAdapter
 from pydantic import ValidationError as PydanticError
 from typing_extensions import TypedDict
 
@@ -27,18 +28,24 @@ MAX_BYTES = 1 << 20
 ID_NAMESPACE = uuid.UUID("5b1f4a52-3c1e-4d7a-9a0e-6f9b3c2d1e07")
 
 
+# PostgreSQL refuses NUL in text (the registry looks names up there): no envelope string
+# may hold one. Properties may nest, but not without end (orjson writes 254 levels at most).
+Text = Annotated[str, StringConstraints(pattern=r"^[^\x00]*$")]
+MAX_DEPTH = 32
+
+
 class EventIn(TypedDict, total=False):
     __pydantic_config__ = ConfigDict(extra="forbid")  # type: ignore[misc]
 
-    event: Required[str]
-    business_line: NotRequired[str | None]
-    user_id: NotRequired[str | None]
-    anonymous_id: NotRequired[str | None]
-    session_id: NotRequired[str | None]
+    event: Required[Text]
+    business_line: NotRequired[Text | None]
+    user_id: NotRequired[Text | None]
+    anonymous_id: NotRequired[Text | None]
+    session_id: NotRequired[Text | None]
     timestamp: NotRequired[Any]  # checked later: a bad one quarantines, it does not reject
     event_id: NotRequired[UUID | None]
-    platform: NotRequired[str | None]
-    app_version: NotRequired[str | None]
+    platform: NotRequired[Text | None]
+    app_version: NotRequired[Text | None]
     properties: NotRequired[dict[str, Any] | None]
 
 
@@ -57,15 +64,35 @@ def _where(loc: Sequence[int | str], batch: bool) -> str:
 
 def _problem(exc: PydanticError, batch: bool) -> ValidationFailed:
     first = exc.errors()[0]
-    return ValidationFailed(f"{_where(first['loc'], batch)}: {first['msg']}")
+    message = ("must not contain a NUL byte" if first["type"] == "string_pattern_mismatch"
+               else first["msg"])
+    return ValidationFailed(f"{_where(first['loc'], batch)}: {message}")
+
+
+def _too_deep(value: Any, room: int) -> bool:
+    """True when ``value`` nests more than ``room`` objects/arrays deep."""
+    if room < 0:
+        return True
+    items = value.values() if type(value) is dict else value
+    return any(_too_deep(v, room - 1) for v in items if type(v) in (dict, list))
 
 
 def check_event(event: EventIn, where: str) -> None:
-    """What pydantic's types cannot say: a non-empty name, and at least one id."""
+    """What pydantic's types cannot say: a non-empty name, at least one id, property names
+    without NUL bytes and values nested at most MAX_DEPTH levels."""
     if not event["event"].strip():
         raise ValidationFailed(f"{where}event: must not be empty")
     if not event.get("user_id") and not event.get("anonymous_id"):
         raise ValidationFailed(f"{where}user_id or anonymous_id is required")
+    props = event.get("properties")
+    if props:
+        for key, value in props.items():
+            if "\x00" in key:
+                raise ValidationFailed(f"{where}properties: a name must not contain a NUL "
+                                       "byte")
+            if type(value) in (dict, list) and _too_deep(value, MAX_DEPTH - 1):
+                raise ValidationFailed(f"{where}properties.{key}: nested deeper than "
+                                       f"{MAX_DEPTH} levels")
 
 
 def parse_body(body: bytes) -> tuple[list[EventIn], list[dict[str, Any]]]:
@@ -157,8 +184,17 @@ Lookup = Callable[[str, str], LiveSchema | None]
 def quarantine_row(event_id: str, business_line: str, name: str, received: float,
                    timestamp: float | None, reasons: list[str], raw: Any) -> list[Any]:
     """A ``quarantine`` row (QUARANTINE_COLUMNS): the event exactly as received, and why."""
-    return [event_id, business_line, name, received, timestamp, reasons,
-            orjson.dumps(raw).decode()]
+    return [event_id, business_line, name, received, timestamp, reasons, _as_received(raw)]
+
+
+def _as_received(raw: Any) -> str:
+    try:
+        return orjson.dumps(raw).decode()
+    except TypeError:  # orjson writes 254 levels at most: the standard library goes deeper
+        try:
+            return json.dumps(raw, ensure_ascii=False, separators=(",", ":"))
+        except (RecursionError, ValueError, TypeError):
+            return '"(nested too deeply to keep)"'
 
 
 def _text(value: Any) -> str:

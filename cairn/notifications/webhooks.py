@@ -23,13 +23,13 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
-from urllib.parse import urlsplit
 
 import aiohttp
 import asyncpg
 import orjson
 
 from cairn.errors import NotFound, ValidationFailed
+from cairn.notifications.destinations import check_url, connector_options
 from cairn.notifications.digest import Alert
 from cairn.notifications.outbox import AlertOutbox
 
@@ -60,8 +60,10 @@ class WebhookReport:
 
 class Webhooks:
     def __init__(self, pool: asyncpg.Pool, *, attempts: int = 3, first_delay: float = 0.5,
-                 timeout: float = 5.0) -> None:
+                 timeout: float = 5.0, allow_private: bool = False) -> None:
         self._pool = pool
+        # CAIRN_WEBHOOK_ALLOW_PRIVATE: private, loopback and link-local receivers allowed.
+        self.allow_private = allow_private
         self._attempts = attempts
         self._delay = first_delay
         self._timeout = timeout
@@ -73,11 +75,9 @@ class Webhooks:
 
     async def create(self, business_line: str, url: str, created_by: str) -> tuple[str, str]:
         """Register a webhook; returns (id, signing secret). The secret is shown once."""
-        parts = urlsplit(url)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValidationFailed("url must be an http:// or https:// URL with a host")
         if not business_line.strip():
             raise ValidationFailed("businessLine must not be empty")
+        await check_url(url, allow_private=self.allow_private)
         ident, secret = uuid.uuid4(), "cairn_wh_" + secrets.token_urlsafe(32)
         await self._pool.execute(
             "INSERT INTO webhooks (id, business_line, url, secret, created_by) "
@@ -90,6 +90,13 @@ class Webhooks:
         return await self._pool.fetch(
             "SELECT id, business_line, url, created_by, created_at FROM webhooks "
             "WHERE $1::text IS NULL OR business_line = $1 ORDER BY created_at", business_line)
+
+    async def line_of(self, ident: uuid.UUID) -> str:
+        line = await self._pool.fetchval("SELECT business_line FROM webhooks WHERE id = $1",
+                                         ident)
+        if line is None:
+            raise NotFound(f"no webhook {ident}")
+        return str(line)
 
     async def delete(self, ident: uuid.UUID) -> None:
         status = await self._pool.execute("DELETE FROM webhooks WHERE id = $1", ident)
@@ -112,7 +119,9 @@ class Webhooks:
             return WebhookReport()
         sent_at = (now or datetime.now(UTC)).isoformat()
         async with aiohttp.ClientSession(
-                timeout=aiohttp.ClientTimeout(total=self._timeout)) as http:
+                timeout=aiohttp.ClientTimeout(total=self._timeout),
+                connector=aiohttp.TCPConnector(**connector_options(self.allow_private))
+                ) as http:
             results = await asyncio.gather(*(
                 self._post(http, hook, str(uuid.uuid5(uuid.NAMESPACE_URL,
                                                       f"cairn:{hook['id']}:{o.upto}")),
@@ -128,6 +137,12 @@ class Webhooks:
         headers = {"Content-Type": "application/json",
                    "X-Cairn-Signature": sign(hook["secret"], body),
                    "X-Cairn-Delivery": delivery}
+        try:  # again now: what a name resolves to may have changed since its creation
+            await check_url(hook["url"], allow_private=self.allow_private)
+        except ValidationFailed as exc:
+            log.warning("webhook refused", extra={"webhook": str(hook["id"]),
+                                                  "problem": str(exc)})
+            return False
         for attempt in range(1, self._attempts + 1):
             problem = ""
             try:

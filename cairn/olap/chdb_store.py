@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -17,13 +18,16 @@ import orjson
 
 from cairn.errors import Unavailable
 from cairn.olap.port import (
+    KILL_SQL,
     ClickHouse,
     OlapError,
     Param,
     Row,
     check_identifier,
+    check_query_id,
     encode_params,
     insert_head,
+    tagged,
 )
 
 # Start-up settings: JSON output keeps 64-bit integers as numbers, like the HTTP adapter.
@@ -44,35 +48,75 @@ def _claim_path(path: Path) -> Path:
 
 
 class _SessionPool:
+    """A few sessions for queries, plus one for control statements (KILL QUERY) that must not
+    wait behind the very queries they stop."""
+
     def __init__(self, path: Path, database: str, size: int) -> None:
         from chdb import session as chdb_session
 
         path.mkdir(parents=True, exist_ok=True)
         first = chdb_session.Session(f"{path}?{_STARTUP}")
         first.query(f"CREATE DATABASE IF NOT EXISTS {database}")
-        self._all = [first] + [chdb_session.Session(f"{path}?{_STARTUP}") for _ in range(size - 1)]
+        self._all = [first] + [chdb_session.Session(f"{path}?{_STARTUP}") for _ in range(size)]
         for sess in self._all:
             sess.query(f"USE {database}")
+        self._control = self._all.pop()
+        self._control_lock = threading.Lock()
         self._free = list(self._all)
         self._cond = threading.Condition()
+        # Query ids running now, and those cancelled (maybe before they got a session).
+        self.running: set[str] = set()
+        self.cancelled: set[str] = set()
 
-    def run(self, sql: str, params: dict[str, str], fmt: str) -> bytes:
+    def run(self, sql: str, params: dict[str, str], fmt: str,
+            query_id: str | None = None) -> bytes:
         with self._cond:
             while not self._free:
                 self._cond.wait()
             sess = self._free.pop()
+            if query_id is not None:
+                if query_id in self.cancelled:
+                    self.cancelled.discard(query_id)
+                    self._free.append(sess)
+                    self._cond.notify()
+                    raise OlapError(f"query {query_id} was cancelled before it started")
+                self.running.add(query_id)
         try:
-            result = sess.query(sql, fmt, params=params or None)
+            result = sess.query(tagged(sql, query_id), fmt, params=params or None)
             return bytes(result.bytes()) if result is not None else b""
         except Exception as exc:  # chDB raises RuntimeError subclasses carrying the engine's text
             raise OlapError(str(exc)) from exc
         finally:
             with self._cond:
+                if query_id is not None:
+                    self.running.discard(query_id)
+                    self.cancelled.discard(query_id)
                 self._free.append(sess)
                 self._cond.notify()
 
+    def kill(self, query_id: str) -> None:
+        """Stop ``query_id``: refused if it has not started yet, killed while it runs."""
+        with self._cond:
+            if query_id not in self.running:
+                if len(self.cancelled) > 10_000:  # ids of queries that had already ended
+                    self.cancelled.clear()
+                self.cancelled.add(query_id)
+                return
+        for _ in range(50):  # it may not be in system.processes yet: try until it has ended
+            with self._control_lock:
+                self._control.query(KILL_SQL, "CSV", params={"id": query_id})
+            with self._cond:
+                if query_id not in self.running:
+                    return
+            time.sleep(0.02)
+
+    def control(self, sql: str, params: dict[str, str], fmt: str) -> bytes:
+        with self._control_lock:
+            result = self._control.query(sql, fmt, params=params or None)
+            return bytes(result.bytes()) if result is not None else b""
+
     def close(self) -> None:
-        for sess in self._all:
+        for sess in [*self._all, self._control]:
             sess.close()
 
 
@@ -109,9 +153,20 @@ class ChdbClickHouse(ClickHouse):
     async def execute(self, sql: str, params: Mapping[str, Param] | None = None) -> None:
         await self._run(sql, params, "CSV")
 
-    async def fetch(self, sql: str, params: Mapping[str, Param] | None = None) -> list[Row]:
-        raw = await self._run(sql, params, "JSONEachRow")
-        return [orjson.loads(line) for line in raw.splitlines() if line]
+    async def fetch(self, sql: str, params: Mapping[str, Param] | None = None, *,
+                    query_id: str | None = None) -> list[Row]:
+        pool = await self._ready()
+        encoded = encode_params(params)
+
+        def rows() -> list[Row]:  # parsed in the worker thread too: big answers stay off-loop
+            raw = pool.run(sql, encoded, "JSONEachRow", query_id)
+            return [orjson.loads(line) for line in raw.splitlines() if line]
+
+        return await asyncio.to_thread(rows)
+
+    async def kill(self, query_id: str) -> None:
+        pool = await self._ready()
+        await asyncio.to_thread(pool.kill, check_query_id(query_id))
 
     async def insert(
         self,

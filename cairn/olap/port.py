@@ -23,6 +23,25 @@ class OlapError(Exception):
     """The engine refused a statement; the message is the engine's."""
 
 
+_QUERY_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+# A query is found by its id on a server, and by the comment ``tagged`` appends on chDB
+# (which assigns ids of its own). The KILL's own text holds the placeholder, not the id, so
+# it never matches itself.
+KILL_SQL = ("KILL QUERY WHERE query_id = {id:String} "
+            "OR query LIKE concat('%/* cairn:', {id:String}, ' */%') ASYNC")
+
+
+def check_query_id(query_id: str) -> str:
+    if not _QUERY_ID.match(query_id):
+        raise ValueError(f"not a query id: {query_id!r}")
+    return query_id
+
+
+def tagged(sql: str, query_id: str | None) -> str:
+    """``sql`` with its query id in a trailing comment (seen in ``system.processes``)."""
+    return sql if query_id is None else f"{sql} /* cairn:{check_query_id(query_id)} */"
+
+
 def check_identifier(name: str) -> str:
     """Return ``name`` if it is a plain identifier, else raise ValueError."""
     if not _IDENT.match(name):
@@ -75,8 +94,10 @@ class ClickHouse(ABC):
         """Run a statement that returns nothing (DDL, INSERT … SELECT)."""
 
     @abstractmethod
-    async def fetch(self, sql: str, params: Mapping[str, Param] | None = None) -> list[Row]:
-        """Run a query; rows come back as dicts of JSON-typed values."""
+    async def fetch(self, sql: str, params: Mapping[str, Param] | None = None, *,
+                    query_id: str | None = None) -> list[Row]:
+        """Run a query; rows come back as dicts of JSON-typed values. ``query_id`` (see
+        ``tagged``) lets ``kill`` cancel it while it runs."""
 
     @abstractmethod
     async def insert(
@@ -104,6 +125,10 @@ class ClickHouse(ABC):
 
     @abstractmethod
     async def close(self) -> None: ...
+
+    async def kill(self, query_id: str) -> None:
+        """Cancel the query tagged ``query_id`` if it still runs (nothing if it does not)."""
+        await self.execute(KILL_SQL, {"id": check_query_id(query_id)})
 
     async def fetchval(self, sql: str, params: Mapping[str, Param] | None = None) -> Any:
         rows = await self.fetch(sql, params)

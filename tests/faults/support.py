@@ -56,10 +56,14 @@ class FaultyClickHouse(ClickHouse):
             self.faults._trip("execute")
         await self.inner.execute(sql, params)
 
-    async def fetch(self, sql: str, params: Mapping[str, Param] | None = None) -> list[Row]:
+    async def fetch(self, sql: str, params: Mapping[str, Param] | None = None, *,
+                    query_id: str | None = None) -> list[Row]:
         if self.faults.down:
             self.faults._trip("fetch")
-        return await self.inner.fetch(sql, params)
+        return await self.inner.fetch(sql, params, query_id=query_id)
+
+    async def kill(self, query_id: str) -> None:
+        await self.inner.kill(query_id)
 
     async def insert(self, table: str, rows: Sequence[Mapping[str, Any]], *,
                      settings: Mapping[str, str | int] | None = None) -> None:

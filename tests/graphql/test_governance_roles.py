@@ -46,7 +46,11 @@ async def test_roles(client: TestClient[Any, Any], container: Container) -> None
     assert codes(await request(client, "shop", "cart_viewed", viewer)) == ["FORBIDDEN"]
     assert codes(await request(client, "shop", "cart_viewed", auditor)) == ["FORBIDDEN"]
     dev = "mutation($id: ID!) { markDeveloped(id: $id) { stage } }"
-    assert codes(await gql(client, dev, editor, {"id": theirs["id"]})) == ["FORBIDDEN"]
+    # Another line's definition answers exactly as a missing one: ids are derived from
+    # line + name, so FORBIDDEN here would tell which names exist there.
+    missing = "00000000-0000-0000-0000-000000000000"
+    assert codes(await gql(client, dev, editor, {"id": theirs["id"]})) == ["NOT_FOUND"]
+    assert codes(await gql(client, dev, editor, {"id": missing})) == ["NOT_FOUND"]
     assert codes(await gql(client, dev, editor, {"id": mine["id"]})) == ["INVALID_TRANSITION"]
     await settle(container)
 
@@ -54,7 +58,7 @@ async def test_roles(client: TestClient[Any, Any], container: Container) -> None
     seen = await gql(client, listing, viewer)
     assert [e["node"]["businessLine"] for e in seen["data"]["definitions"]["edges"]] == ["shop"]
     one = "query($id: ID!) { definition(id: $id) { name } }"
-    assert codes(await gql(client, one, viewer, {"id": theirs["id"]})) == ["FORBIDDEN"]
+    assert await gql(client, one, viewer, {"id": theirs["id"]}) == {"data": {"definition": None}}
     everything = await gql(client, listing, auditor)
     assert everything["data"]["definitions"]["totalCount"] == 2
     as_of = "query($id: ID!) { definitionAsOf(id: $id, revision: 1) { stage } }"
@@ -126,3 +130,30 @@ async def test_paging_filters_and_summary(client: TestClient[Any, Any],
     assert {x["stage"]: x["count"] for x in s["byStage"]}["DEPRECATED"] == 1
     assert {x["level"]: x["count"] for x in s["byLevel"]} == {"A": 1, "B": 1, "C": 0, "D": 0}
     assert {x["health"]: x["count"] for x in s["byHealth"]}["UNKNOWN"] == 2
+
+
+async def test_another_lines_names_cannot_be_enumerated(client: TestClient[Any, Any],
+                                                        container: Container) -> None:
+    from cairn.domain.definition import definition_id
+
+    await request(client, "games", "level_up")
+    await settle(container)
+    viewer = await token(client, "VIEWER", "shop")
+    editor = await token(client, "EDITOR", "shop")
+
+    def stripped(body: dict[str, Any]) -> Any:  # the answer, without the id it names
+        return [(e["message"].replace(e["message"].split()[-1], "<id>"),
+                 e["extensions"]["code"]) for e in body.get("errors", [])], body.get("data")
+
+    by_name = 'query($n: String!) { definition(businessLine: "games", name: $n) { id } }'
+    exists = await gql(client, by_name, viewer, {"n": "level_up"})
+    missing = await gql(client, by_name, viewer, {"n": "no_such_event"})
+    assert codes(exists) == ["FORBIDDEN"] and exists == missing
+    by_id = "query($id: ID!) { definition(id: $id) { id } }"
+    ids = [str(definition_id("games", n)) for n in ("level_up", "no_such_event")]
+    answers = [await gql(client, by_id, viewer, {"id": i}) for i in ids]
+    assert answers[0] == answers[1] == {"data": {"definition": None}}
+    level = """mutation($id: ID!) { setLevel(id: $id, level: C, reason: "r",
+        expectedRevision: 7) { id } }"""
+    tries = [stripped(await gql(client, level, editor, {"id": i})) for i in ids]
+    assert tries[0] == tries[1] and tries[0][0][0][1] == "NOT_FOUND"

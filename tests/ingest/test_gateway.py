@@ -12,6 +12,7 @@ import orjson
 from aiohttp.test_utils import TestClient
 
 from cairn.bootstrap import Container
+from cairn.domain.properties import PropertySpec, PropertyType
 from tests.conftest import ADMIN_TOKEN
 from tests.ingest.support import define, write_key
 
@@ -220,3 +221,47 @@ async def test_an_event_right_after_publish_is_valid(client: Client, container: 
         assert (await track(client, key, event))[1] == {"accepted": 0, "invalid": 1}
     await mutate("mutation($i: ID!) { publish(id: $i) { id } }", i=ident)
     assert (await track(client, key, event))[1] == {"accepted": 1, "invalid": 0}
+
+
+async def test_hostile_bodies_are_json_400s_and_store_nothing(
+        client: Client, container: Container) -> None:
+    await define(container, "order_paid")
+    key = await write_key(client)
+    base = {"event": "order_paid", "user_id": "u1", "properties": {"amount": 1}}
+    deep = b"[" * 300 + b"]" * 300
+    cases: list[tuple[bytes, str]] = [
+        (orjson.dumps({**base, "event": "order\0paid"}), "event: must not contain a NUL"),
+        (orjson.dumps({"batch": [base, {**base, "session_id": "s\0"}]}),
+         "batch[1].session_id: must not contain a NUL"),
+        (orjson.dumps({**base, "properties": {"a\0": 1}}), "NUL"),
+        (b'{"event": "order_paid", "user_id": "u1", "properties": {"tree": ' + deep + b"}}",
+         "properties.tree: nested deeper than"),
+        (b'{"event": "order_paid", "user_id": "u1", "properties": {"t": ' + b"{\"a\": " * 260
+         + b"1" + b"}" * 260 + b"}}", "properties.t: nested deeper than"),
+    ]
+    for raw, words in cases:
+        status, body = await track(client, key, None, raw=raw)
+        assert status == 400, (raw[:60], body)
+        assert words in body["error"]
+    assert await stored(container) == (0, 0)
+
+
+async def test_unreadable_digits_are_bad_timestamps_not_server_errors(
+        client: Client, container: Container) -> None:
+    await define(container, "order_paid")
+    await define(container, "visit", [PropertySpec("at", PropertyType.DATETIME)])
+    key = await write_key(client)
+    batch = [
+        {"event": "order_paid", "user_id": "u1", "timestamp": "²", "properties": {"amount": 1}},
+        {"event": "order_paid", "user_id": "u1", "timestamp": "9" * 4300,
+         "properties": {"amount": 1}},
+        {"event": "visit", "user_id": "u1", "properties": {"at": "²"}},
+        {"event": "visit", "user_id": "u1", "properties": {"at": "7" * 5000}},
+        {"event": "visit", "user_id": "u1", "properties": {"at": "2024-05-01T10:00:00Z"}},
+    ]
+    status, body = await track(client, key, {"batch": batch})
+    assert status == 202 and body == {"accepted": 1, "invalid": 4}
+    rows = await container.olap.fetch("SELECT event, reasons FROM quarantine ORDER BY event")
+    assert [(r["event"], r["reasons"]) for r in rows] == [
+        ("order_paid", ["bad_timestamp"]), ("order_paid", ["bad_timestamp"]),
+        ("visit", ["wrong_type:at"]), ("visit", ["wrong_type:at"])]

@@ -7,6 +7,7 @@ import hmac
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -14,9 +15,12 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
-from cairn.bootstrap import Container, start_monitor
+from cairn.bootstrap import Container, build, start_monitor
+from cairn.ingest.memory_bus import MemoryBus
 from cairn.notifications.mail import LogMailer
 from cairn.notifications.webhooks import Webhooks
+from cairn.olap.chdb_store import ChdbClickHouse
+from cairn.settings import Settings
 from tests.conftest import ADMIN_TOKEN
 from tests.notifications.support import events, every, online
 
@@ -34,6 +38,17 @@ class Receiver:
         self.got.append((request.path, await request.read(), dict(request.headers)))
         plan = self.plans.get(request.path, [])
         return web.Response(status=plan.pop(0) if plan else 200)
+
+
+@pytest.fixture
+async def container(pg_url: str, chdb_store: ChdbClickHouse,
+                    tmp_path: Path) -> AsyncIterator[Container]:
+    """The receiver listens on 127.0.0.1: this service allows private webhook addresses."""
+    settings = Settings(database_url=pg_url, data_dir=tmp_path, admin_token=ADMIN_TOKEN,
+                        webhook_allow_private=True)
+    built = await build(settings, olap=chdb_store, bus=MemoryBus())
+    yield built
+    await built.close()
 
 
 @pytest.fixture
@@ -82,7 +97,7 @@ async def test_monitor_posts_signed_changes_retrying_server_errors(
         "shop", "order_paid", every(now - timedelta(days=2), now, timedelta(minutes=10))))
     monitor = await start_monitor(container, loop=False, mailer=LogMailer("cairn@x.example"))
     assert monitor.webhooks is not None
-    monitor.webhooks = Webhooks(container.pool, first_delay=0.01)
+    monitor.webhooks = Webhooks(container.pool, first_delay=0.01, allow_private=True)
     report = await monitor.run_once(now)
     assert report.webhooks is not None
     assert (report.webhooks.posted, report.webhooks.failed) == (1, 1)

@@ -36,7 +36,8 @@ class ChdbHttpServer:
         pool = await self._pool(request.query.get("database", "default"))
         try:
             # chDB honours the statement's own FORMAT clause; "TSV" is only the default.
-            out = await asyncio.to_thread(pool.run, sql, params, "TabSeparated")
+            run = pool.control if sql.lstrip().upper().startswith("KILL") else pool.run
+            out = await asyncio.to_thread(run, sql, params, "TabSeparated")
         except OlapError as exc:
             return web.Response(status=500, text=str(exc))
         return web.Response(body=out)
