@@ -39,7 +39,8 @@ async def test_readyz_follows_the_embedded_postgres(embedded: Container) -> None
         body = await down.json()
         assert set(body["down"]) == {"postgres"}
         # Named, not explained: the unauthenticated answer carries no error text.
-        assert body["checks"] == {"postgres": "down", "clickhouse": "ok", "bus": "ok"}
+        assert body["checks"] == {"postgres": "down", "clickhouse": "ok", "bus": "ok",
+                                  "ingest": "ok"}
         assert body["down"] == {"postgres": "down"}
 
         await asyncio.to_thread(embedded.embedded_pg.start)

@@ -64,7 +64,7 @@ async def test_a_schema_published_after_listen_connections_died_is_enforced(
     change = await asyncio.wait_for(next_change, 10)
     assert change["type"] == "SchemaDesigned"
     with contextlib.suppress(Exception):
-        await changes.aclose()
+        await changes.aclose()  # type: ignore[attr-defined]
 
     # Within a few seconds the registry holds version 2-0-0: `currency` is now required.
     for _ in range(100):

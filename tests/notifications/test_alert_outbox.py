@@ -18,10 +18,10 @@ from cairn.bootstrap import Container, start_monitor
 from cairn.errors import Unavailable
 from cairn.notifications.mail import Mailer
 from tests.notifications.support import events, every, online
-from tests.notifications.test_webhooks import Receiver, gql, receiver
+from tests.notifications.test_webhooks import Receiver, container, gql, receiver
 
 pytestmark = pytest.mark.integration
-__all__ = ["receiver"]
+__all__ = ["container", "receiver"]  # fixtures: a service that may post to 127.0.0.1
 
 
 class FlakyMailer(Mailer):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import uuid
+import asyncio
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
@@ -12,11 +12,13 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
 from cairn.bootstrap import Container
+from cairn.domain.governance import CheckResult
 from cairn.errors import ValidationFailed
 from cairn.notifications.destinations import PublicResolver, check_url, refused
-from cairn.notifications.digest import Alert
+from cairn.notifications.outbox import AlertOutbox
 from cairn.notifications.webhooks import Webhooks
 from tests.conftest import ADMIN_TOKEN
+from tests.notifications.support import online, settle
 
 pytestmark = pytest.mark.integration
 INSIDE = ["http://127.0.0.1:9/x", "http://localhost/x", "http://[::1]/x",
@@ -87,14 +89,17 @@ async def test_delivery_checks_again(container: Container,
     got, url = receiver
     # Registered while private receivers were allowed (or before the name moved inside)...
     await Webhooks(container.pool, allow_private=True).create("shop", url, "t")
-    alert = Alert(definition_id=uuid.uuid4(), business_line="shop", name="order_paid",
-                  owner="o@x.example", previous="UNKNOWN", status="HEALTHY",
-                  previous_level="B", level="B", reasons=())
+    ident = await online(container, "shop", "order_paid", "o@x.example")
+    assert container.governance is not None
+    await asyncio.to_thread(container.governance.record_checks, [CheckResult(
+        ident, "HEALTHY", (), {"volume": 1, "invalidRate": 0.0})])
+    await settle(container)
+    outbox = AlertOutbox(container.pool)
     now = datetime.now(UTC)
     # ...a delivery under the default policy never reaches it.
     refusing = Webhooks(container.pool, attempts=1, first_delay=0)
-    assert (await refusing.deliver([alert], now)).failed == 1
+    assert (await refusing.deliver(outbox, now)).failed == 1
     assert got == []
     allowing = Webhooks(container.pool, attempts=1, first_delay=0, allow_private=True)
-    assert (await allowing.deliver([alert], now)).posted == 1
+    assert (await allowing.deliver(outbox, now)).posted == 1
     assert len(got) == 1
