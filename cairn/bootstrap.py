@@ -14,6 +14,11 @@ from pathlib import Path
 import asyncpg
 
 from cairn import auth
+from cairn.autotest import postgres as autotest_tables
+from cairn.autotest.capture import Capture
+from cairn.autotest.feed import SessionFeed
+from cairn.autotest.postgres import SessionStore
+from cairn.autotest.service import AutoTest
 from cairn.domain.governance import Governance
 from cairn.errors import Unavailable
 from cairn.ingest.bus import MessageBus
@@ -78,6 +83,7 @@ class Container:
     feed: ChangeFeed | None = None
     ingest: Ingest | None = None
     monitor: Monitor | None = None
+    autotest: AutoTesting | None = None
     # Wakes open subscriptions when their token is revoked (in any process).
     revocations: RevocationWatch | None = None
     # Fair caps on the analyses running on ClickHouse (set from the settings in build).
@@ -229,15 +235,18 @@ async def start_ingest(container: Container, *, consume: bool) -> None:
     registry = Registry(container.pool)
     await registry.start()
     container.closers.append(registry.stop)
-    keys = WriteKeys(container.tokens)
+    # Session keys are accepted only because both doors below route them to capture.
+    keys = WriteKeys(container.tokens, kinds=("write", "session"))
     ingest = Ingest(registry, keys, Gateway(registry, keys, container.bus),
                     QuarantineReplay(container.olap, registry, IngestLock(container.pool),
                                      container.query_cache))
     container.ingest = ingest
+    autotest = await start_autotest(container, ingest)
     if consume:
         settings = container.settings
         sink = ClickHouseSink(container.olap, registry, keys, IngestLock(container.pool),
                               container.query_cache, max_events=settings.sink_batch_events)
+        sink.capture = autotest.capture.bus
         sink.start()
         await sink.consume_from(container.bus, prefetch=settings.consumer_prefetch)
         ingest.sink = sink
@@ -247,6 +256,37 @@ async def start_ingest(container: Container, *, consume: bool) -> None:
             await sink.stop()
 
         container.closers.append(stop_sink)
+
+
+# ---------------------------------------------------------------- auto-test (issue 13)
+
+
+@dataclass
+class AutoTesting:
+    """QA test sessions: the service, the capture both ingestion doors use, the live feed."""
+
+    service: AutoTest
+    capture: Capture
+    feed: SessionFeed
+
+
+async def start_autotest(container: Container, ingest: Ingest) -> AutoTesting:
+    """Session tables, and a session key's HTTP traffic routed to capture (the caller
+    routes the consumer's, when it runs one)."""
+    assert container.governance is not None
+    await apply_schema(container.pool, autotest_tables.DDL)
+    store = SessionStore(container.pool)
+    capture = Capture(store, ingest.registry, ingest.keys)
+    feed = SessionFeed(container.pool, store)
+    await feed.start()
+    container.closers.append(feed.stop)
+    ingest.gateway.capture = capture.http
+    container.autotest = AutoTesting(AutoTest(store, container.tokens, container.governance),
+                                     capture, feed)
+    return container.autotest
+
+
+# ---------------------------------------------------------------- end of auto-test
 
 
 def make_mailer(settings: Settings) -> Mailer:
