@@ -30,7 +30,7 @@ BAD_TIMESTAMP = "bad_timestamp"
 
 
 @dataclass(frozen=True)
-class Tested:
+class UnderTest:
     """One definition's version under test, as the session judges its events."""
 
     definition_id: str
@@ -52,7 +52,7 @@ class Tested:
                 "properties": [dict(p) for p in self.properties]}
 
     @classmethod
-    def from_json(cls, d: Mapping[str, Any]) -> Tested:
+    def from_json(cls, d: Mapping[str, Any]) -> UnderTest:
         return cls(str(d["definitionId"]), str(d["name"]), str(d["version"]), str(d["stage"]),
                    str(d["designedAt"]), tuple(d.get("properties") or ()))
 
@@ -113,7 +113,7 @@ def step_names(cases: Iterable[Case]) -> set[str]:
 @dataclass(frozen=True)
 class Plan:
     business_line: str
-    tested: Mapping[str, Tested]  # by event name
+    tested: Mapping[str, UnderTest]  # by event name
     cases: tuple[Case, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
@@ -123,7 +123,7 @@ class Plan:
 
     @classmethod
     def from_json(cls, d: Mapping[str, Any]) -> Plan:
-        tested = [Tested.from_json(t) for t in d["tested"]]
+        tested = [UnderTest.from_json(t) for t in d["tested"]]
         return cls(str(d["businessLine"]), {t.name: t for t in tested},
                    tuple(Case.from_json(c) for c in d["cases"]))
 

@@ -21,9 +21,9 @@ from uuid import UUID
 
 import asyncpg
 
-from cairn.auth import Principal, Role, TokenStore, hash_secret
+from cairn.auth import Principal, Role, TokenStore, hash_secret, new_secret
 from cairn.autotest import findings as f
-from cairn.autotest.plan import Case, Plan, Tested, check_cases, step_names
+from cairn.autotest.plan import Case, Plan, UnderTest, check_cases, step_names
 from cairn.autotest.postgres import SessionStore, to_captured
 from cairn.domain.definition import EventDefinition, definition_id
 from cairn.domain.errors import RevisionConflict, UnknownDefinition
@@ -55,13 +55,13 @@ def _uuid(value: str, what: str) -> UUID:
         raise ValidationFailed(f"{value!r} is not {what}") from None
 
 
-def _tested(d: EventDefinition, globals_: list[dict[str, Any]]) -> Tested:
+def _tested(d: EventDefinition, globals_: list[dict[str, Any]]) -> UnderTest:
     if d.deprecated:
         raise ValidationFailed(f"{d.name} is DEPRECATED: there is nothing to test")
     if not d.versions:
         raise ValidationFailed(f"{d.name} has no schema yet (REQUIREMENT): design it first")
     latest = d.versions[-1]
-    return Tested(str(d.id), d.name, latest["version"], latest["stage"], latest["created_at"],
+    return UnderTest(str(d.id), d.name, latest["version"], latest["stage"], latest["created_at"],
                   tuple(merge_globals(latest["properties"], globals_)))
 
 
@@ -109,7 +109,7 @@ class AutoTest:
         ident = uuid.uuid4()
         secret = await self._tokens.create(
             kind="session", role=Role.SESSION, business_line=line,
-            label=f"test session {ident}", created_by=who.name)
+            label=f"test session {ident}", created_by=who.name, secret=new_secret("ts"))
         key_id = await self.store.token_id(hash_secret(secret))
         row = await self.store.create(ident, line, req.label, key_id, plan.to_json(), who.name)
         return row, secret
@@ -207,7 +207,7 @@ class AutoTest:
                                    "version": tested.version, "recorded": False,
                                    "revision": None, "reason": None}
 
-            def command(d: EventDefinition, t: Tested = tested) -> None:
+            def command(d: EventDefinition, t: UnderTest = tested) -> None:
                 draft = d.version_record(d.draft_version)
                 if d.deprecated or draft is None or draft["stage"] != "DEVELOPED":
                     stage = draft["stage"] if draft and not d.deprecated else d.stage
