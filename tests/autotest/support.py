@@ -16,8 +16,8 @@ from tests.graphql.test_auth import codes, gql
 from tests.support.definitions import take_online
 
 Client = TestClient[Any, Any]
-N, S, I = PropertyType.NUMBER, PropertyType.STRING, PropertyType.INTEGER
-CART = [PropertySpec("sku", S, True), PropertySpec("qty", I, True)]
+N, S, INT = PropertyType.NUMBER, PropertyType.STRING, PropertyType.INTEGER
+CART = [PropertySpec("sku", S, True), PropertySpec("qty", INT, True)]
 CHECKOUT = [PropertySpec("amount", N, True),
             PropertySpec("currency", S, enum_values=("CNY", "USD"))]
 SESSION_FIELDS = """id businessLine label status passed capturedCount cases startedBy
