@@ -173,7 +173,8 @@ class AutoTest:
         if row["findings"] is not None:
             return [f.Finding.from_json(x) for x in json.loads(row["findings"])]
         captured = [to_captured(r) for r in await self.store.captured(row["id"])]
-        return f.session_findings(self.plan(row), captured)
+        # Up to MAX_CAPTURED events through pure Python: off the event loop.
+        return await asyncio.to_thread(f.session_findings, self.plan(row), captured)
 
     async def finish(self, who: Principal, ident: str, apply: bool) -> asyncpg.Record:
         row = await self.visible(who, ident)

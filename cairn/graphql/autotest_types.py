@@ -18,7 +18,7 @@ from cairn.autotest.postgres import to_captured
 from cairn.autotest.service import AutoTest
 from cairn.errors import ValidationFailed
 from cairn.graphql.context import Info
-from cairn.graphql.governance_types import EventDefinition
+from cairn.graphql.governance_types import EventDefinition, LifecycleStage
 
 MAX_PAGE = 10_000
 
@@ -122,7 +122,7 @@ class TestedDefinition:
     definition_id: strawberry.ID
     name: str
     version: str
-    stage: str
+    stage: LifecycleStage
 
 
 @strawberry.type(description="Extension: what finishTestSession recorded on one definition.")
@@ -191,6 +191,13 @@ class TestSession:
         description="Extension: the runs finishTestSession recorded (null until then, or "
         "when it was told not to)")
     row: strawberry.Private[asyncpg.Record]
+    memo: strawberry.Private[dict[str, list[f.Finding]]]
+
+    async def _findings(self, info: Info) -> list[f.Finding]:
+        """Computed once per request, however many fields ask."""
+        if "all" not in self.memo:
+            self.memo["all"] = await service_of(info).findings(self.row)
+        return self.memo["all"]
 
     @strawberry.field
     async def definitions(self, info: Info) -> list[EventDefinition]:
@@ -211,15 +218,15 @@ class TestSession:
                       "(≤ 10000, an extension argument); findingCount counts them all.")
     async def findings(self, info: Info, first: int = 1000) -> list[TestFinding]:
         _page(first)
-        return [TestFinding.of(x) for x in (await service_of(info).findings(self.row))[:first]]
+        return [TestFinding.of(x) for x in (await self._findings(info))[:first]]
 
     @strawberry.field(description="Extension: every finding, counted.")
     async def finding_count(self, info: Info) -> int:
-        return len(await service_of(info).findings(self.row))
+        return len(await self._findings(info))
 
     @strawberry.field(description="Extension: findings per scenario.")
     async def by_scenario(self, info: Info) -> list[ScenarioCount]:
-        counted = f.counts(await service_of(info).findings(self.row))
+        counted = f.counts(await self._findings(info))
         return [ScenarioCount(scenario=TestScenario(s), count=n) for s, n in counted.items()]
 
     @classmethod
@@ -233,13 +240,14 @@ class TestSession:
             finished_at=row["finished_at"], started_by=row["started_by"],
             passed=row["passed"], captured_count=int(row["captured"]),
             tested=[TestedDefinition(definition_id=strawberry.ID(t.definition_id),
-                                     name=t.name, version=t.version, stage=t.stage)
+                                     name=t.name, version=t.version,
+                                     stage=LifecycleStage(t.stage))
                     for t in plan.tested.values()],
             test_runs=None if runs is None else [TestRunRecord(
                 definition_id=strawberry.ID(r["definitionId"]), name=r["name"],
                 version=r["version"], recorded=r["recorded"], revision=r["revision"],
                 reason=r["reason"]) for r in runs],
-            row=row)
+            row=row, memo={})
 
 
 @strawberry.type

@@ -236,4 +236,9 @@ async def test_bad_input_is_refused_clearly(client: Client, container: Container
     hidden = await gql(client, "query($id: ID!) { testSession(id: $id) { id } }", games_qa,
                        {"id": made["id"]})
     assert hidden["data"]["testSession"] is None
+    watch = await gql(client, "subscription($id: ID!) { testSessionEvents(id: $id) { seq } }",
+                      games_qa, {"id": made["id"]})
+    assert watch["errors"][0]["extensions"]["code"] == "NOT_FOUND"
+    listed = await gql(client, "{ testSessions { id } }", games_qa)
+    assert listed["data"]["testSessions"] == []
     assert set((await production_rows(container)).values()) == {0}
