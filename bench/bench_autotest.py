@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -123,64 +124,76 @@ async def consumer_check(n: int) -> float:
 
 
 async def main(args: argparse.Namespace) -> dict[str, Any]:
-    total = 50_000 if args.quick else 300_000
+    total = 30_000 if args.quick else 200_000
+    rounds = 2 if args.quick else 3
     tmp = Path(tempfile.mkdtemp(prefix="cairn-bench-autotest-"))
     url = await fresh_database("cairn_bench_autotest")
     server = Server(url, tmp, 17000 + os.getpid() % 1000)
-    rows: list[dict[str, Any]] = []
-    out: dict[str, Any] = {}
+    runs: dict[str, list[dict[str, Any]]] = {"A": [], "B": [], "C": []}
+    loads: dict[str, list[str]] = {"A": [], "B": [], "C": []}
+    captured = 0
     try:
         async with aiohttp.ClientSession() as http:
             await server.start(http)
             key = await online(server, http)
             cart_id = await draft(server, http)
             await http_path(server, http, key, 20_000, 4)  # warm-up
-            plain = await http_path(server, http, key, total, 8)
-            rows.append(_row("(A) production HTTP, no session", plain, load()))
-            session_id, session_key = await start_session(server, http, cart_id)
-            idle = await http_path(server, http, key, total, 8)
-            rows.append(_row("(B) production HTTP, a session open (idle)", idle, load()))
-            stop, sent = asyncio.Event(), [0]
-            running = asyncio.create_task(device(server, http, session_key, DEVICE_RATE, stop,
-                                                 sent))
-            busy = await http_path(server, http, key, total, 8)
-            stop.set()
-            await running
-            rows.append(_row(f"(C) production HTTP, device sending {DEVICE_RATE}/s to it",
-                             busy, load(), f"{sent[0]} events captured meanwhile"))
-            await server.gql(http, 'mutation($i: ID!) { finishTestSession(id: $i, '
-                             "applyToDefinitions: false) { id } }", i=session_id)
+            # Interleaved rounds: on shared cores, load drifts; each round measures the
+            # three situations back to back and the medians are compared.
+            for _ in range(rounds):
+                runs["A"].append(await http_path(server, http, key, total, 8))
+                loads["A"].append(load())
+                session_id, session_key = await start_session(server, http, cart_id)
+                runs["B"].append(await http_path(server, http, key, total, 8))
+                loads["B"].append(load())
+                stop, sent = asyncio.Event(), [0]
+                running = asyncio.create_task(device(server, http, session_key, DEVICE_RATE,
+                                                     stop, sent))
+                runs["C"].append(await http_path(server, http, key, total, 8))
+                loads["C"].append(load())
+                stop.set()
+                await running
+                captured += sent[0]
+                await server.gql(http, 'mutation($i: ID!) { finishTestSession(id: $i, '
+                                 "applyToDefinitions: false) { id } }", i=session_id)
             _, alone_key = await start_session(server, http, cart_id)
             alone = await capture_path(server, http, alone_key, 2_000 if args.quick else 9_000)
-            out = {"no_session_events_per_s": rows[0]["events/s"],
-                   "idle_session_events_per_s": rows[1]["events/s"],
-                   "busy_session_events_per_s": rows[2]["events/s"],
-                   "device_events_captured": sent[0], "capture_alone": alone}
+            alone_load = load()
     finally:
         await server.stop()
         await drop_database(url)
     per_message_us = await consumer_check(100_000)
+    titles = {"A": "(A) production HTTP, no session",
+              "B": "(B) production HTTP, a session open (idle)",
+              "C": f"(C) production HTTP, a device sending {DEVICE_RATE}/s to it"}
+    rates = {k: [v["events"] / v["stored_s"] for v in runs[k]] for k in runs}
+    base = statistics.median(rates["A"])
+    rows = [{"path": titles[k], "events/s (median)": round(statistics.median(rates[k])),
+             "vs (A)": round(statistics.median(rates[k]) / base, 3),
+             "range": f"{round(min(rates[k]))}-{round(max(rates[k]))}",
+             "p99 ms": round(statistics.median(r["latency"]["p99_ms"] for r in runs[k])),
+             "load 1/5/15": " ".join(loads[k]),
+             "notes": f"{rounds} x {total} events, 1000/request, 8 concurrent"
+             + (f"; {captured} events captured meanwhile" if k == "C" else "")}
+            for k in ("A", "B", "C")]
     rows.append({"path": "(D) capture alone: device → session (PostgreSQL)",
-                 "events/s": alone["events_per_s"], "vs (A)": "",
-                 "p50/p99 ms": f"{alone['latency']['p50_ms']}/{alone['latency']['p99_ms']}",
-                 "load 1/5/15": load(), "notes": f"{alone['events']} events, 100/request, "
-                 "4 concurrent"})
+                 "events/s (median)": alone["events_per_s"], "vs (A)": "", "range": "",
+                 "p99 ms": round(alone["latency"]["p99_ms"]), "load 1/5/15": alone_load,
+                 "notes": f"{alone['events']} events, 100/request, 4 concurrent; "
+                          f"p50 {alone['latency']['p50_ms']} ms"})
     rows.append({"path": "(E) consumer: is this SDK message a session's?",
-                 "events/s": "", "vs (A)": "", "p50/p99 ms": "", "load 1/5/15": load(),
-                 "notes": f"{per_message_us:.2f} µs per message (cached key)"})
-    base = rows[0]["events/s"]
-    for row in rows[:3]:
-        row["vs (A)"] = round(row["events/s"] / base, 3)
-    print(table("What a test session costs ingestion (2 shared cores)", rows))
-    return {**out, "consumer_check_us_per_message": round(per_message_us, 3),
-            "rows": rows, "events_per_run": total}
-
-
-def _row(path: str, run: dict[str, Any], load_avg: str, notes: str = "") -> dict[str, Any]:
-    return {"path": path, "events/s": round(run["events"] / run["stored_s"]), "vs (A)": 1.0,
-            "p50/p99 ms": f"{run['latency']['p50_ms']}/{run['latency']['p99_ms']}",
-            "load 1/5/15": load_avg, "notes": notes or f"{run['events']} events, 1000/request,"
-            " 8 concurrent"}
+                 "events/s (median)": "", "vs (A)": "", "range": "", "p99 ms": "",
+                 "load 1/5/15": load(),
+                 "notes": f"{per_message_us:.2f} µs per message (cached key look-up)"})
+    print(table("What a test session costs ingestion (2 cores shared with other engineers)",
+                rows))
+    return {"no_session_events_per_s": rows[0]["events/s (median)"],
+            "idle_session_events_per_s": rows[1]["events/s (median)"],
+            "busy_session_events_per_s": rows[2]["events/s (median)"],
+            "idle_ratio": rows[1]["vs (A)"], "busy_ratio": rows[2]["vs (A)"],
+            "device_events_captured": captured, "capture_alone": alone,
+            "consumer_check_us_per_message": round(per_message_us, 3), "rows": rows,
+            "events_per_run": total, "rounds": rounds}
 
 
 __all__ = ["TOKEN", "main"]
