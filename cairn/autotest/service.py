@@ -32,6 +32,7 @@ from cairn.domain.properties import merge_globals
 from cairn.errors import InvalidTransition, NotFound, ValidationFailed
 
 MAX_DEFINITIONS = 500
+MAX_LABEL = 200
 
 
 @dataclass(frozen=True)
@@ -82,6 +83,8 @@ class AutoTest:
     async def start(self, who: Principal, req: StartRequest) -> tuple[asyncpg.Record, str]:
         """A new session and its write key (the secret, shown once)."""
         who.require_test_run(who.business_line)  # a role that may never: refused at once
+        if req.label is not None and len(req.label) > MAX_LABEL:
+            raise ValidationFailed(f"label: at most {MAX_LABEL} characters")
         if len(req.definition_ids) > MAX_DEFINITIONS:
             raise ValidationFailed(f"a session covers at most {MAX_DEFINITIONS} definitions")
         ids = [_uuid(i, "a definition id") for i in req.definition_ids]
