@@ -62,8 +62,8 @@ def _tested(d: EventDefinition, globals_: list[dict[str, Any]]) -> UnderTest:
     if not d.versions:
         raise ValidationFailed(f"{d.name} has no schema yet (REQUIREMENT): design it first")
     latest = d.versions[-1]
-    return UnderTest(str(d.id), d.name, latest["version"], latest["stage"], latest["created_at"],
-                  tuple(merge_globals(latest["properties"], globals_)))
+    return UnderTest(str(d.id), d.name, latest["version"], latest["stage"],
+                     latest["created_at"], tuple(merge_globals(latest["properties"], globals_)))
 
 
 def _case_row(row: asyncpg.Record) -> Case:
@@ -102,7 +102,7 @@ class AutoTest:
         cases = [*req.cases, *await self._saved(line, req.saved_cases, req.regression)]
         check_cases(cases)
         named = step_names(cases) - {d.name for d in loaded}
-        loaded += await asyncio.to_thread(self._named, line, sorted(named), who)
+        loaded += await asyncio.to_thread(self._named, line, sorted(named))
         if not loaded:
             raise ValidationFailed("a session needs at least one definition")
         globals_ = await asyncio.to_thread(self._app.global_properties, line)
@@ -133,7 +133,7 @@ class AutoTest:
             raise ValidationFailed(f"unknown definition ids: {', '.join(unknown)}")
         return found
 
-    def _named(self, line: str, names: Sequence[str], who: Principal) -> list[EventDefinition]:
+    def _named(self, line: str, names: Sequence[str]) -> list[EventDefinition]:
         found, unknown = [], []
         for name in names:
             try:
@@ -146,10 +146,11 @@ class AutoTest:
         return found
 
     async def _saved(self, line: str, ids: Sequence[str], regression: bool) -> list[Case]:
+        """Saved cases to run: those named, or (``regression``) every one of the line."""
+        if not ids and not regression:
+            return []
         wanted = [_uuid(i, "a saved case id") for i in ids]
         rows = await self.store.cases(line, None if regression else wanted)
-        if regression or not wanted:
-            return [_case_row(r) for r in rows] if regression else []
         missing = set(wanted) - {r["id"] for r in rows}
         if missing:
             raise ValidationFailed(f"unknown saved cases of {line}: "
@@ -245,7 +246,7 @@ class AutoTest:
                         from_finding: str | None = None) -> asyncpg.Record:
         who.require_test_run(line)
         check_cases([case])
-        await asyncio.to_thread(self._named, line, sorted(step_names([case])), who)
+        await asyncio.to_thread(self._named, line, sorted(step_names([case])))
         return await self.store.save_case(uuid.uuid4(), line, case.name, list(case.steps),
                                           case.ordered, case.allow_duplicates, description,
                                           from_session, from_finding, who.name)

@@ -167,6 +167,14 @@ async def test_saved_cases_accumulate_into_a_regression_set(
     assert [c["name"] for c in listed["data"]["testCases"]] == [
         "add_to_cart: wrong_type:qty", "buy"]
 
+    # One saved case alone, by id; an id that is no saved case of the line is refused.
+    one = await start_raw(client, qa, [], None, "bug only", businessLine="shop",
+                          savedCases=[bug["data"]["caseFromFinding"]["id"]])
+    assert [c["name"] for c in one["data"]["startTestSession"]["session"]["cases"]] == [
+        "add_to_cart: wrong_type:qty"]
+    ghost = await start_raw(client, qa, [], None, None, businessLine="shop",
+                            savedCases=[made["id"]])
+    assert ghost["errors"][0]["extensions"]["code"] == "VALIDATION"
     # The next release re-runs the whole set: no definitionIds needed.
     rerun = await start_raw(client, qa, [], None, "regression 5.3", businessLine="shop",
                             regression=True)
