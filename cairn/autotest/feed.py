@@ -43,6 +43,10 @@ class SessionFeed:
         listener, self._listener = self._listener, None
         await unlisten(self._pool, listener)
 
+    def followers(self, session: UUID) -> int:
+        """How many subscribers in this process follow ``session`` now."""
+        return len(self._waiters.get(str(session), ()))
+
     def _notified(self, _conn: Any, _pid: int, _channel: str, payload: str) -> None:
         for event in self._waiters.get(payload, ()):
             event.set()
@@ -55,13 +59,15 @@ class SessionFeed:
     async def follow(self, session: UUID, after: int | None = None
                      ) -> AsyncIterator[asyncpg.Record]:
         """The session's captured events with a seq after ``after`` (None: from now on)."""
+        if after is None:
+            after = int(await self._pool.fetchval(
+                "SELECT captured FROM autotest_sessions WHERE id = $1", session) or 0)
+        # Registered once the start is fixed; the loop reads before it waits, so an event
+        # captured in between is read, not missed.
         woken = asyncio.Event()
         key = str(session)
         self._waiters.setdefault(key, set()).add(woken)
         try:
-            if after is None:
-                after = int(await self._pool.fetchval(
-                    "SELECT captured FROM autotest_sessions WHERE id = $1", session) or 0)
             while True:
                 woken.clear()
                 # The status first: once FINISHED is read, every captured row is committed.

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
+from uuid import UUID
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
@@ -30,7 +32,8 @@ PROTOCOL = "graphql-transport-ws"
 FIELDS = "seq eventId event valid reasons version findings { scenario detail severity }"
 
 
-async def subscribe(client: Client, token: str, ident: str, after: int | None = None) -> Any:
+async def subscribe(client: Client, token: str, ident: str, after: int | None = None,
+                    container: Container | None = None) -> Any:
     ws = await client.ws_connect("/graphql", protocols=[PROTOCOL])
     await ws.send_json({"type": "connection_init",
                         "payload": {"Authorization": f"Bearer {token}"}})
@@ -38,7 +41,12 @@ async def subscribe(client: Client, token: str, ident: str, after: int | None = 
     await ws.send_json({"id": "1", "type": "subscribe", "payload": {
         "query": f"subscription($id: ID!, $a: Int) {{ testSessionEvents(id: $id, after: $a) "
                  f"{{ {FIELDS} }} }}", "variables": {"id": ident, "a": after}}})
-    await asyncio.sleep(0.2)  # the resolver has started following
+    if container is not None:  # from now on: wait until the resolver is following
+        assert container.autotest is not None
+        deadline = time.monotonic() + 10
+        while not container.autotest.feed.followers(UUID(ident)):
+            assert time.monotonic() < deadline, "the subscription never started following"
+            await asyncio.sleep(0.02)
     return ws
 
 
@@ -56,7 +64,7 @@ async def test_each_captured_event_streams_with_its_verdict_until_the_finish(
     pay_id = await developed(container, "checkout", CHECKOUT)
     qa = await qa_token(client)
     made, key = await start(client, qa, [pay_id])
-    ws = await subscribe(client, qa, made["id"])
+    ws = await subscribe(client, qa, made["id"], container=container)
     try:
         await send(client, key, {"event": "checkout", "anonymous_id": "d1",
                                  "properties": {"amount": 3}})
@@ -105,7 +113,7 @@ async def test_events_captured_by_another_process_reach_the_subscriber(
     pay_id = await developed(container, "checkout", CHECKOUT)
     qa = await qa_token(client)
     made, key = await start(client, qa, [pay_id])
-    ws = await subscribe(client, qa, made["id"])
+    ws = await subscribe(client, qa, made["id"], container=container)
     try:
         for amount in (1, 2, 3):  # the device talks to the other process's gateway
             status, _ = await send(second_process, key, {
