@@ -230,14 +230,15 @@ async def start_ingest(container: Container, *, consume: bool) -> None:
     await registry.start()
     container.closers.append(registry.stop)
     keys = WriteKeys(container.tokens)
+    # Ingestion has ClickHouse connections of its own: analyses cannot starve it.
+    writer, lock = container.olap.lane("ingest"), IngestLock(container.pool)
     ingest = Ingest(registry, keys, Gateway(registry, keys, container.bus),
-                    QuarantineReplay(container.olap, registry, IngestLock(container.pool),
-                                     container.query_cache))
+                    QuarantineReplay(writer, registry, lock, container.query_cache))
     container.ingest = ingest
     if consume:
         settings = container.settings
-        sink = ClickHouseSink(container.olap, registry, keys, IngestLock(container.pool),
-                              container.query_cache, max_events=settings.sink_batch_events)
+        sink = ClickHouseSink(writer, registry, keys, lock, container.query_cache,
+                              max_events=settings.sink_batch_events)
         sink.start()
         await sink.consume_from(container.bus, prefetch=settings.consumer_prefetch)
         ingest.sink = sink
@@ -263,8 +264,8 @@ async def start_monitor(container: Container, *, loop: bool = True,
     console = settings.console_url or f"http://{settings.http_host}:{settings.http_port}"
     digests = Digests(container.pool, mailer or make_mailer(settings), console)
     webhooks = Webhooks(container.pool, allow_private=settings.webhook_allow_private)
-    monitor = Monitor(container.governance, container.pool, container.olap, digests,
-                      interval=settings.monitor_interval, webhooks=webhooks)
+    monitor = Monitor(container.governance, container.pool, container.olap.lane("monitor"),
+                      digests, interval=settings.monitor_interval, webhooks=webhooks)
     container.monitor = monitor
     if loop:
         await monitor.start()
