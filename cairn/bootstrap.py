@@ -33,6 +33,7 @@ from cairn.notifications.mail import LogMailer, Mailer, SmtpMailer
 from cairn.notifications.monitor import Monitor
 from cairn.notifications.webhooks import Webhooks
 from cairn.olap.admission import Admission
+from cairn.olap.freshness import Changes
 from cairn.olap.port import ClickHouse
 from cairn.olap.queries.cache import QueryCache
 from cairn.olap.schema import Layout, migrate
@@ -151,8 +152,11 @@ async def build(
     bus: MessageBus | None = None,
     run_projections: bool = True,
     consume: bool | None = None,
+    governance: bool = True,
 ) -> Container:
-    """Wire every dependency. Tests may hand in an ``olap`` or ``bus`` they share."""
+    """Wire every dependency. Tests may hand in an ``olap`` or ``bus`` they share.
+    ``governance=False`` (`cairn consume`) builds no event-store application, projection
+    runner or change feed: a consumer needs the read models' tables, nothing more."""
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     embedded: EmbeddedPostgres | None = None
     if settings.database_url:
@@ -178,29 +182,37 @@ async def build(
     container.revocations = RevocationWatch(pool, container.tokens)
     await container.revocations.start()
     container.closers.append(container.revocations.stop)
-    await start_governance(container, run_projections=run_projections)
+    # Analytics answers are cached per process; the change log keeps them right across all.
+    changes = Changes(pool)
+    await changes.prepare()
+    container.query_cache = QueryCache(changes=changes)
+    await start_governance(container, run_projections=run_projections, app=governance)
     await start_ingest(container, consume=settings.embedded_consumer if consume is None
                        else consume)
     return container
 
 
-async def start_governance(container: Container, *, run_projections: bool = True) -> None:
-    """The write side (eventsourcing on PostgreSQL), its projection runner and change feed."""
+async def start_governance(container: Container, *, run_projections: bool = True,
+                           app: bool = True) -> None:
+    """The write side (eventsourcing on PostgreSQL), its projection runner and change feed;
+    with ``app=False`` only the tables other parts read."""
     from cairn.postgres import eventsourcing_env
 
-    env = eventsourcing_env(container.database_url)
-    # The application creates its tables on start: one process at a time (two `serve` or
-    # `consume` starting together raced on CREATE TABLE).
-    async with schema_lock(container.pool):
-        app = await asyncio.to_thread(Governance, env=env)
-    container.governance = app
-    container.closers.append(lambda: asyncio.to_thread(app.close))
     await apply_schema(container.pool, projection_tables.DDL)
     await apply_schema(container.pool, notification_tables.DDL)
     await apply_schema(container.pool, webhook_tables.DDL)
     await apply_schema(container.pool, outbox_tables.DDL)
+    if not app:
+        return
+    env = eventsourcing_env(container.database_url)
+    # The application creates its tables on start: one process at a time (two `serve` or
+    # `consume` starting together raced on CREATE TABLE).
+    async with schema_lock(container.pool):
+        governance = await asyncio.to_thread(Governance, env=env)
+    container.governance = governance
+    container.closers.append(lambda: asyncio.to_thread(governance.close))
     if run_projections:
-        runner = ProjectionRunner(app, container.pool)
+        runner = ProjectionRunner(governance, container.pool)
         await runner.start()
         container.projections = runner
         container.closers.append(runner.stop)
@@ -238,6 +250,7 @@ async def start_ingest(container: Container, *, consume: bool) -> None:
     if consume:
         settings = container.settings
         sink = ClickHouseSink(writer, registry, keys, lock, container.query_cache,
+                              changes=container.query_cache.changes,
                               max_events=settings.sink_batch_events)
         sink.start()
         await sink.consume_from(container.bus, prefetch=settings.consumer_prefetch)

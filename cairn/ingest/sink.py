@@ -64,6 +64,7 @@ from cairn.ingest.keys import WriteKeys
 from cairn.ingest.lock import IngestLock
 from cairn.ingest.messages import BadMessage, Encoded, RawBatch, decode, encode_prepared
 from cairn.ingest.registry import Registry
+from cairn.olap import freshness
 from cairn.olap.port import ClickHouse, OlapError
 from cairn.olap.queries.cache import QueryCache
 from cairn.olap.queries.common import from_ms
@@ -97,6 +98,16 @@ class _Rows:
     identities: list[dict[str, Any]] = field(default_factory=list)
     spans: dict[str, list[float]] = field(default_factory=dict)
 
+    def changes(self) -> dict[str, freshness.Span]:
+        """Per business line, the event times these rows touch analyses at (a link touches
+        a person's whole history); quarantined rows touch none."""
+        out: dict[str, freshness.Span] = {
+            line: (from_ms(int(low * 1000)), from_ms(int(high * 1000) + 1))
+            for line, (low, high) in self.spans.items() if self.event_lines}
+        for link in self.identities:
+            out[str(link["business_line"])] = None
+        return out
+
 
 @dataclass
 class SinkStats:
@@ -114,6 +125,7 @@ class SinkStats:
 class ClickHouseSink:
     def __init__(self, olap: ClickHouse, registry: Registry, keys: WriteKeys,
                  lock: IngestLock, cache: QueryCache | None = None, *,
+                 changes: freshness.Changes | None = None,
                  max_events: int = 20_000, max_wait: float = 0.05,
                  insert_attempts: int = 3) -> None:
         self._olap = olap
@@ -121,6 +133,7 @@ class ClickHouseSink:
         self._keys = keys
         self._lock = lock
         self._cache = cache
+        self._changes = changes
         self.max_events = max_events
         self.max_wait = max_wait
         self._attempts = insert_attempts
@@ -223,7 +236,7 @@ class ClickHouseSink:
         ids = [i.delivery.message_id for i in items]
         token = hashlib.sha256("|".join(ids).encode()).hexdigest()
         records = sorted({i.delivery.message_id for i in items if i.recorded})
-        async with self._lock.hold(i.message.business_line for i in items):
+        async with self._lock.hold(i.message.business_line for i in items) as conn:
             self.stats.sections += 1
             seen: set[str] = set()
             if records:
@@ -233,6 +246,10 @@ class ClickHouseSink:
                                         settings={"insert_deduplication_token": f"{token}-m"})
             rows = await self._exactly_once(items, seen)
             await self._insert(rows, token)
+            # Before any ack: every process's query cache learns what these rows changed.
+            await freshness.record(conn, rows.changes())
+        if self.stats.sections % 500 == 0 and self._changes is not None:
+            await self._changes.prune()
 
     async def _recorded(self, message_ids: list[str]) -> set[str]:
         rows = await self._olap.fetch(
