@@ -33,10 +33,11 @@ from cairn.notifications.mail import LogMailer, Mailer, SmtpMailer
 from cairn.notifications.monitor import Monitor
 from cairn.notifications.webhooks import Webhooks
 from cairn.olap.admission import Admission
+from cairn.olap.ddl import Layout
 from cairn.olap.freshness import Changes
 from cairn.olap.port import ClickHouse
 from cairn.olap.queries.cache import QueryCache
-from cairn.olap.schema import Layout, migrate
+from cairn.olap.schema import migrate
 from cairn.postgres import EmbeddedPostgres, apply_schema, create_pool, schema_lock
 from cairn.projections import tables as projection_tables
 from cairn.projections.feed import ChangeFeed
@@ -236,8 +237,9 @@ class Ingest:
 async def start_ingest(container: Container, *, consume: bool) -> None:
     """ClickHouse tables, the registry, the gateway, and (``consume``) the bus consumer."""
     async with schema_lock(container.pool):  # migrations run once, whatever starts together
-        await migrate(container.olap,
-                      Layout(quarantine_days=container.settings.quarantine_days))
+        await migrate(container.olap, Layout(
+            quarantine_days=container.settings.quarantine_days,
+            cluster=container.settings.clickhouse_cluster, database=container.olap.database))
     registry = Registry(container.pool)
     await registry.start()
     container.closers.append(registry.stop)

@@ -57,20 +57,33 @@ def _claim_path(path: Path) -> Path:
     return resolved
 
 
+def _await_clusters(session: Any) -> None:
+    """chDB fills system.clusters from the configuration shortly after start."""
+    for _ in range(100):
+        if bytes(session.query("SELECT count() FROM system.clusters", "CSV").bytes()).strip() \
+                not in (b"", b"0"):
+            return
+        time.sleep(0.05)
+
+
 class _SessionPool:
     """A few sessions for queries, plus one for control statements (KILL QUERY) that must not
     wait behind the very queries they stop."""
 
     def __init__(self, path: Path, database: str, size: int,
-                 lanes: Mapping[str, int] | None = None) -> None:
+                 lanes: Mapping[str, int] | None = None, config: Path | None = None) -> None:
         from chdb import session as chdb_session
 
         path.mkdir(parents=True, exist_ok=True)
         sizes = dict(lanes or {"query": size})
-        first = chdb_session.Session(f"{path}?{_STARTUP}")
+        # A server configuration (remote_servers, macros) for the cluster-shaped layout.
+        options = f"--config-file={config}&{_STARTUP}" if config else _STARTUP
+        first = chdb_session.Session(f"{path}?{options}")
         first.query(f"CREATE DATABASE IF NOT EXISTS {database}")
         count = sum(sizes.values())
-        self._all = [first] + [chdb_session.Session(f"{path}?{_STARTUP}") for _ in range(count)]
+        self._all = [first] + [chdb_session.Session(f"{path}?{options}") for _ in range(count)]
+        if config is not None:
+            _await_clusters(first)
         for sess in self._all:
             sess.query(f"USE {database}")
         self._control = self._all.pop()
@@ -139,7 +152,9 @@ class _SessionPool:
 class _Shared:
     """What every lane of one store shares: the sessions, their threads, the waiting."""
 
-    def __init__(self, path: Path, database: str, lanes: dict[str, int]) -> None:
+    def __init__(self, path: Path, database: str, lanes: dict[str, int],
+                 config: Path | None) -> None:
+        self.config = config
         self.path = path
         self.database = database
         self.lanes = lanes
@@ -153,11 +168,12 @@ class _Shared:
 class ChdbClickHouse(ClickHouse):
     kind = "chdb"
 
-    def __init__(self, path: Path, database: str = "cairn", sessions: int = 3) -> None:
+    def __init__(self, path: Path, database: str = "cairn", sessions: int = 3,
+                 config: Path | None = None) -> None:
         self.database = check_identifier(database)
         # `sessions` serve analyses; ingestion and monitoring have one each.
         lanes = {"query": max(1, sessions), "ingest": 1, "monitor": 1}
-        self._shared = _Shared(path, self.database, lanes)
+        self._shared = _Shared(path, self.database, lanes, config)
         self._lane = "query"
 
     def lane(self, name: str) -> ChdbClickHouse:
@@ -176,7 +192,7 @@ class ChdbClickHouse(ClickHouse):
                     try:
                         shared.pool = await asyncio.get_running_loop().run_in_executor(
                             shared.threads, lambda: _SessionPool(
-                                path, shared.database, 0, shared.lanes))
+                                path, shared.database, 0, shared.lanes, shared.config))
                     except RuntimeError as exc:  # chDB's "Error initializing EmbeddedServer"
                         raise Unavailable(
                             f"embedded ClickHouse at {path} cannot open (is another Cairn "

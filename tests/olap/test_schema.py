@@ -17,7 +17,7 @@ async def test_migrations_apply_once(clickhouse: ClickHouse) -> None:
 
 
 async def test_quarantine_days_follow_the_setting(clickhouse: ClickHouse) -> None:
-    from cairn.olap.schema import Layout
+    from cairn.olap.ddl import Layout
 
     await migrate(clickhouse, Layout(quarantine_days=30))
 
