@@ -93,17 +93,23 @@ class _Item:
 class _Rows:
     """What one section inserts, de-duplicated."""
 
-    event_lines: list[bytes] = field(default_factory=list)
+    # Event lines by the columns they hold (a message from before typed properties has
+    # fewer); one insert per shape, in practice one.
+    events: dict[tuple[str, ...], list[bytes]] = field(default_factory=dict)
     quarantine_lines: list[bytes] = field(default_factory=list)
     identities: list[dict[str, Any]] = field(default_factory=list)
     spans: dict[str, list[float]] = field(default_factory=dict)
+
+    @property
+    def event_count(self) -> int:
+        return sum(len(lines) for lines in self.events.values())
 
     def changes(self) -> dict[str, freshness.Span]:
         """Per business line, the event times these rows touch analyses at (a link touches
         a person's whole history); quarantined rows touch none."""
         out: dict[str, freshness.Span] = {
             line: (from_ms(int(low * 1000)), from_ms(int(high * 1000) + 1))
-            for line, (low, high) in self.spans.items() if self.event_lines}
+            for line, (low, high) in self.spans.items() if self.event_count}
         for link in self.identities:
             out[str(link["business_line"])] = None
         return out
@@ -276,7 +282,8 @@ class ClickHouseSink:
             part = item.message
             line = part.business_line
             kept: set[str] = set()
-            for idents, lines, into in ((part.event_ids, part.event_lines, out.event_lines),
+            events = out.events.setdefault(part.event_columns, [])
+            for idents, lines, into in ((part.event_ids, part.event_lines, events),
                                         (part.quarantine_ids, part.quarantine_lines,
                                          out.quarantine_lines)):
                 for ident, row in zip(idents, lines, strict=True):
@@ -309,13 +316,16 @@ class ClickHouseSink:
     async def _insert(self, rows: _Rows, token: str) -> None:
         for attempt in range(1, self._attempts + 1):
             try:
-                for table, columns, lines in (
-                        ("events", EVENT_COLUMNS, rows.event_lines),
-                        ("quarantine", QUARANTINE_COLUMNS, rows.quarantine_lines)):
+                blocks = [("events", columns, lines, f"{token}-events" if columns ==
+                           EVENT_COLUMNS else f"{token}-events-{len(columns)}")
+                          for columns, lines in rows.events.items()]
+                blocks.append(("quarantine", QUARANTINE_COLUMNS, rows.quarantine_lines,
+                               f"{token}-quarantine"))
+                for table, columns, lines, block_token in blocks:
                     if lines:
                         await self._olap.insert_json_lines(
                             table, b"\n".join(lines), columns=columns,
-                            settings={"insert_deduplication_token": f"{token}-{table}"})
+                            settings={"insert_deduplication_token": block_token})
                 if rows.identities:
                     await self._olap.insert("identities", rows.identities, settings={
                         "insert_deduplication_token": f"{token}-identities"})
@@ -325,7 +335,7 @@ class ClickHouseSink:
                     raise
                 log.warning("insert failed (attempt %d): %s", attempt, exc)
                 await asyncio.sleep(0.2 * attempt)
-        self.stats.stored += len(rows.event_lines) + len(rows.quarantine_lines)
+        self.stats.stored += rows.event_count + len(rows.quarantine_lines)
         if self._cache is not None:
             for line, (low, high) in rows.spans.items():
                 self._cache.invalidate(line, from_ms(int(low * 1000)),

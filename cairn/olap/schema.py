@@ -56,7 +56,10 @@ EVENTS_COLUMNS = """
     -- the level the definition had when the event arrived (retention uses today's)
     level LowCardinality(String),
     -- the properties exactly as sent (typed JSON), for timelines; analyses use the map
-    properties_json String DEFAULT ''"""
+    properties_json String DEFAULT '',
+    -- properties its version declares NUMBER, INTEGER, BOOLEAN (1/0), DATETIME (epoch ms),
+    -- as numbers: filters and SUM/AVG read them without parsing text (migration 110)
+    typed_props Map(LowCardinality(String), Float64)"""
 
 
 def tables(layout: Layout) -> list[Table]:
@@ -191,9 +194,22 @@ def _upgrade_from_v1(layout: Layout) -> list[str]:
     return drop_views + rename + _baseline(layout) + copy + drop_old
 
 
-# (version, what it does). Version 100 is the version-2 baseline.
+def _typed_props(layout: Layout) -> list[str]:
+    """Typed hot properties (a no-op where the baseline already has the column). On a
+    cluster the column goes to the local tables and to the Distributed one."""
+    column = "typed_props Map(LowCardinality(String), Float64)"
+    tables = [layout.local("events", sharded=True)]
+    if layout.cluster:
+        tables.append("events")
+    return [f"ALTER TABLE {t}{layout.on_cluster} ADD COLUMN IF NOT EXISTS {column}"
+            for t in tables]
+
+
+# (version, what it does). Version 100 is the version-2 baseline; 101-109 are left to
+# changes made beside this one.
 MIGRATIONS: list[tuple[int, Statements]] = [
     (100, _baseline),
+    (110, _typed_props),
 ]
 _V1_LAST = 12
 

@@ -85,7 +85,7 @@ async def test_the_cluster_shape_runs_over_one_local_shard(tmp_path: Path) -> No
     out, _ = await asyncio.wait_for(child.communicate(), 120)
     assert child.returncode == 0
     got = orjson.loads(out.strip().splitlines()[-1])
-    assert got["applied"] == [100]
+    assert got["applied"] == [100, 110]
     assert (got["events"], got["local"], got["rollup"], got["ids"], got["persons"]) == (
         100, 100, 100, 100, 7)
     engines = got["engines"]
