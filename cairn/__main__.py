@@ -54,7 +54,7 @@ async def consume(settings: Settings) -> None:
         raise SettingsError("CAIRN_AMQP_URL: `cairn consume` reads RabbitMQ; without it the "
                             "embedded default consumes inside `cairn serve`")
     configure_executor()
-    container = await build(settings, run_projections=False, consume=True)
+    container = await build(settings, run_projections=False, consume=True, governance=False)
     log.info("consuming", extra={"bus": container.bus.kind})
     await until_signalled()
     log.info("shutting down: flushing buffered events")

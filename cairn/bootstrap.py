@@ -38,9 +38,11 @@ from cairn.notifications.mail import LogMailer, Mailer, SmtpMailer
 from cairn.notifications.monitor import Monitor
 from cairn.notifications.webhooks import Webhooks
 from cairn.olap.admission import Admission
+from cairn.olap.ddl import Layout
+from cairn.olap.freshness import Changes
 from cairn.olap.port import ClickHouse
 from cairn.olap.queries.cache import QueryCache
-from cairn.olap.schema import Layout, migrate
+from cairn.olap.schema import migrate
 from cairn.postgres import EmbeddedPostgres, apply_schema, create_pool, schema_lock
 from cairn.projections import tables as projection_tables
 from cairn.projections.feed import ChangeFeed
@@ -157,8 +159,11 @@ async def build(
     bus: MessageBus | None = None,
     run_projections: bool = True,
     consume: bool | None = None,
+    governance: bool = True,
 ) -> Container:
-    """Wire every dependency. Tests may hand in an ``olap`` or ``bus`` they share."""
+    """Wire every dependency. Tests may hand in an ``olap`` or ``bus`` they share.
+    ``governance=False`` (`cairn consume`) builds no event-store application, projection
+    runner or change feed: a consumer needs the read models' tables, nothing more."""
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     embedded: EmbeddedPostgres | None = None
     if settings.database_url:
@@ -184,29 +189,37 @@ async def build(
     container.revocations = RevocationWatch(pool, container.tokens)
     await container.revocations.start()
     container.closers.append(container.revocations.stop)
-    await start_governance(container, run_projections=run_projections)
+    # Analytics answers are cached per process; the change log keeps them right across all.
+    changes = Changes(pool)
+    await changes.prepare()
+    container.query_cache = QueryCache(changes=changes)
+    await start_governance(container, run_projections=run_projections, app=governance)
     await start_ingest(container, consume=settings.embedded_consumer if consume is None
                        else consume)
     return container
 
 
-async def start_governance(container: Container, *, run_projections: bool = True) -> None:
-    """The write side (eventsourcing on PostgreSQL), its projection runner and change feed."""
+async def start_governance(container: Container, *, run_projections: bool = True,
+                           app: bool = True) -> None:
+    """The write side (eventsourcing on PostgreSQL), its projection runner and change feed;
+    with ``app=False`` only the tables other parts read."""
     from cairn.postgres import eventsourcing_env
 
-    env = eventsourcing_env(container.database_url)
-    # The application creates its tables on start: one process at a time (two `serve` or
-    # `consume` starting together raced on CREATE TABLE).
-    async with schema_lock(container.pool):
-        app = await asyncio.to_thread(Governance, env=env)
-    container.governance = app
-    container.closers.append(lambda: asyncio.to_thread(app.close))
     await apply_schema(container.pool, projection_tables.DDL)
     await apply_schema(container.pool, notification_tables.DDL)
     await apply_schema(container.pool, webhook_tables.DDL)
     await apply_schema(container.pool, outbox_tables.DDL)
+    if not app:
+        return
+    env = eventsourcing_env(container.database_url)
+    # The application creates its tables on start: one process at a time (two `serve` or
+    # `consume` starting together raced on CREATE TABLE).
+    async with schema_lock(container.pool):
+        governance = await asyncio.to_thread(Governance, env=env)
+    container.governance = governance
+    container.closers.append(lambda: asyncio.to_thread(governance.close))
     if run_projections:
-        runner = ProjectionRunner(app, container.pool)
+        runner = ProjectionRunner(governance, container.pool)
         await runner.start()
         container.projections = runner
         container.closers.append(runner.stop)
@@ -230,22 +243,25 @@ class Ingest:
 async def start_ingest(container: Container, *, consume: bool) -> None:
     """ClickHouse tables, the registry, the gateway, and (``consume``) the bus consumer."""
     async with schema_lock(container.pool):  # migrations run once, whatever starts together
-        await migrate(container.olap,
-                      Layout(quarantine_days=container.settings.quarantine_days))
+        await migrate(container.olap, Layout(
+            quarantine_days=container.settings.quarantine_days,
+            cluster=container.settings.clickhouse_cluster, database=container.olap.database))
     registry = Registry(container.pool)
     await registry.start()
     container.closers.append(registry.stop)
     # Session keys are accepted only because both doors below route them to capture.
     keys = WriteKeys(container.tokens, kinds=("write", "session"))
+    # Ingestion has ClickHouse connections of its own: analyses cannot starve it.
+    writer, lock = container.olap.lane("ingest"), IngestLock(container.pool)
     ingest = Ingest(registry, keys, Gateway(registry, keys, container.bus),
-                    QuarantineReplay(container.olap, registry, IngestLock(container.pool),
-                                     container.query_cache))
+                    QuarantineReplay(writer, registry, lock, container.query_cache))
     container.ingest = ingest
     autotest = await start_autotest(container, ingest)
     if consume:
         settings = container.settings
-        sink = ClickHouseSink(container.olap, registry, keys, IngestLock(container.pool),
-                              container.query_cache, max_events=settings.sink_batch_events)
+        sink = ClickHouseSink(writer, registry, keys, lock, container.query_cache,
+                              changes=container.query_cache.changes,
+                              max_events=settings.sink_batch_events)
         sink.capture = autotest.capture.bus
         sink.start()
         await sink.consume_from(container.bus, prefetch=settings.consumer_prefetch)
@@ -263,27 +279,28 @@ async def start_ingest(container: Container, *, consume: bool) -> None:
 
 @dataclass
 class AutoTesting:
-    """QA test sessions: the service, the capture both ingestion doors use, the live feed."""
+    """QA test sessions: the capture both ingestion doors use; where the API is served
+    (a governance application runs), the service and the live feed too."""
 
-    service: AutoTest
     capture: Capture
-    feed: SessionFeed
+    service: AutoTest | None = None
+    feed: SessionFeed | None = None
 
 
 async def start_autotest(container: Container, ingest: Ingest) -> AutoTesting:
     """Session tables, and a session key's HTTP traffic routed to capture (the caller
     routes the consumer's, when it runs one)."""
-    assert container.governance is not None
     await apply_schema(container.pool, autotest_tables.DDL)
     store = SessionStore(container.pool)
-    capture = Capture(store, ingest.registry, ingest.keys)
-    feed = SessionFeed(container.pool, store)
-    await feed.start()
-    container.closers.append(feed.stop)
-    ingest.gateway.capture = capture.http
-    container.autotest = AutoTesting(AutoTest(store, container.tokens, container.governance),
-                                     capture, feed)
-    return container.autotest
+    wired = AutoTesting(Capture(store, ingest.registry, ingest.keys))
+    ingest.gateway.capture = wired.capture.http
+    if container.governance is not None:  # `cairn consume` builds none: it only captures
+        wired.service = AutoTest(store, container.tokens, container.governance)
+        wired.feed = SessionFeed(container.pool, store)
+        await wired.feed.start()
+        container.closers.append(wired.feed.stop)
+    container.autotest = wired
+    return wired
 
 
 # ---------------------------------------------------------------- end of auto-test
@@ -303,8 +320,8 @@ async def start_monitor(container: Container, *, loop: bool = True,
     console = settings.console_url or f"http://{settings.http_host}:{settings.http_port}"
     digests = Digests(container.pool, mailer or make_mailer(settings), console)
     webhooks = Webhooks(container.pool, allow_private=settings.webhook_allow_private)
-    monitor = Monitor(container.governance, container.pool, container.olap, digests,
-                      interval=settings.monitor_interval, webhooks=webhooks)
+    monitor = Monitor(container.governance, container.pool, container.olap.lane("monitor"),
+                      digests, interval=settings.monitor_interval, webhooks=webhooks)
     container.monitor = monitor
     if loop:
         await monitor.start()

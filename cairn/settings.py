@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -41,6 +42,8 @@ class Settings(BaseSettings):
     # Messages a consumer holds unacked at once, and events per ClickHouse insert.
     consumer_prefetch: int = Field(default=256, ge=1, le=10_000)
     sink_batch_events: int = Field(default=20_000, ge=1, le=1_000_000)
+    # A ClickHouse cluster (remote_servers): Replicated tables behind Distributed ones.
+    clickhouse_cluster: str | None = None
     # How long quarantined events are kept (tracking-event.md, version 2).
     quarantine_days: int = Field(default=365, ge=1, le=36500)
     # Webhooks may reach loopback, link-local and private addresses (tests, closed networks).
@@ -64,6 +67,13 @@ class Settings(BaseSettings):
         if name == "database_url" and not (parts.hostname or "host=" in parts.query):
             raise ValueError("expected a postgresql:// URL with a host")
         return value
+
+    @field_validator("clickhouse_cluster")
+    @classmethod
+    def _check_cluster(cls, value: str | None) -> str | None:
+        if value and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]{0,127}", value):
+            raise ValueError("must be a plain cluster name (letters, digits, _)")
+        return value or None
 
     @field_validator("admin_token")
     @classmethod

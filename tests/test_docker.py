@@ -61,3 +61,39 @@ def test_dockerfile_runs_the_cli() -> None:
     assert "FROM python:3.11" in text
     assert 'ENTRYPOINT ["cairn"]' in text
     assert "HEALTHCHECK" in text and "/readyz" in text
+
+
+def test_the_cluster_compose_wires_shards_replicas_keeper_and_several_processes() -> None:
+    import xml.etree.ElementTree as ET
+
+    compose: dict[str, Any] = yaml.safe_load(
+        (ROOT / "docker" / "compose.cluster.yaml").read_text())
+    services = compose["services"]
+    nodes = {name: svc for name, svc in services.items() if name.startswith("ch-")}
+    assert sorted((n["environment"]["CLICKHOUSE_SHARD"], n["environment"]["CLICKHOUSE_REPLICA"])
+                  for n in nodes.values()) == [("1", "r1"), ("1", "r2"), ("2", "r1"),
+                                               ("2", "r2")]
+    config = ET.parse(ROOT / "docker" / "cluster" / "clickhouse.xml").getroot()
+    shards = config.findall("./remote_servers/cairn/shard")
+    hosts = [[r.findtext("host") for r in shard.findall("replica")] for shard in shards]
+    assert hosts == [["ch-s1r1", "ch-s1r2"], ["ch-s2r1", "ch-s2r2"]]
+    assert all(s.findtext("internal_replication") == "true" for s in shards)
+    keepers = [n.findtext("host") for n in config.findall("./zookeeper/node")]
+    assert keepers == ["keeper-1", "keeper-2", "keeper-3"]
+    assert set(keepers) <= set(services)
+    for name, svc in nodes.items():
+        mounted = " ".join(svc["volumes"])
+        assert "cluster/clickhouse.xml" in mounted, name
+    cairn = {name: svc for name, svc in services.items() if svc.get("build")}
+    commands = sorted(svc["command"][0] for svc in cairn.values())
+    assert commands == ["consume", "consume", "monitor", "serve", "serve"]
+    for name, svc in cairn.items():
+        env = svc["environment"]
+        assert env["CAIRN_CLICKHOUSE_CLUSTER"] == "cairn", name
+        assert env["CAIRN_EMBEDDED_CONSUMER"] == "false" == env["CAIRN_EMBEDDED_MONITOR"]
+        assert {"postgres", "rabbit-1", *nodes} <= set(svc["depends_on"]), name
+    nginx = (ROOT / "docker" / "cluster" / "nginx.conf").read_text()
+    assert "server serve-1:8080;" in nginx and "server serve-2:8080;" in nginx
+    rabbit = (ROOT / "docker" / "cluster" / "rabbitmq.conf").read_text()
+    assert all(f"rabbit@rabbit-{i}" in rabbit for i in (1, 2, 3))
+    assert services["balancer"]["ports"] == ["8080:8080"]

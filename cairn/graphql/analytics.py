@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Annotated, Any, TypeVar
 
 import strawberry
@@ -235,13 +235,24 @@ def _line(info: Info, business_line: str | None) -> str | None:
     return info.context.caller().read_scope(business_line)
 
 
+def _read_span(query: Any) -> tuple[datetime | None, datetime | None]:
+    """The event times an analysis reads: new data there may change its answer."""
+    start, end = getattr(query, "from_", None), getattr(query, "to", None)
+    if end is not None and isinstance(query, fq.FunnelQuery):
+        end += timedelta(seconds=query.window_seconds)  # later steps of the window
+    elif end is not None and isinstance(query, rq.RetentionQuery):
+        end += timedelta(days=query.step_days * (query.periods + 1))  # returns after `to`
+    return start, end
+
+
 async def _cached(info: Info, kind: str, query: Any, run: Callable[[], Awaitable[T]]) -> T:
     cache: QueryCache | None = getattr(info.context.container, "query_cache", None)
     if cache is None:
         return await run()
     key = cache.key(kind, query.model_dump_json(), {})
-    return await cache.get_or_run(key, run, business_line=query.business_line,
-                                  start=getattr(query, "from_", None), end=None)
+    start, end = _read_span(query)
+    return await cache.get_or_run(key, run, business_line=query.business_line, start=start,
+                                  end=end)
 
 
 @strawberry.type

@@ -132,12 +132,13 @@ class AutoTestSubscription:
                                   ) -> AsyncGenerator[CapturedEvent, None]:
         row = await service_of(info).visible(info.context.caller(), id)
         wired = info.context.container.autotest
-        assert wired is not None
+        assert wired is not None and wired.feed is not None
+        feed = wired.feed
         if after is not None and after < 0:
             raise ValidationFailed("after must be a seq (0 or more)")
 
         async def events() -> AsyncGenerator[CapturedEvent, None]:
-            async for captured in wired.feed.follow(row["id"], after):
+            async for captured in feed.follow(row["id"], after):
                 yield CapturedEvent.from_row(captured)
 
         return watched(info, events)

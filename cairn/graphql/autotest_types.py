@@ -258,6 +258,6 @@ class TestSessionStart:
 
 def service_of(info: Info) -> AutoTest:
     wired = info.context.container.autotest
-    if wired is None:
+    if wired is None or wired.service is None:
         raise ValidationFailed("auto-test is not running in this process")
     return wired.service

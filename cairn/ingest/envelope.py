@@ -158,7 +158,10 @@ def parse_each(items: Sequence[Any]) -> list[EventIn | ValidationFailed]:
 # to build, serialize or parse.
 EVENT_COLUMNS = ("event_id", "business_line", "event", "timestamp", "received_at", "user_id",
                  "anonymous_id", "person_id", "session_id", "platform", "app_version",
-                 "definition_version", "warnings", "properties", "properties_json", "level")
+                 "definition_version", "warnings", "properties", "properties_json", "level",
+                 "typed_props")
+# Rows of messages written before typed properties existed (version 1 and 2 messages).
+LEGACY_EVENT_COLUMNS = EVENT_COLUMNS[:-1]
 QUARANTINE_COLUMNS = ("event_id", "business_line", "event", "received_at", "timestamp",
                       "reasons", "payload")
 EV_ID, EV_LINE, EV_TS = 0, 1, 3
@@ -195,6 +198,28 @@ def _as_received(raw: Any) -> str:
             return json.dumps(raw, ensure_ascii=False, separators=(",", ":"))
         except (RecursionError, ValueError, TypeError):
             return '"(nested too deeply to keep)"'
+
+
+def typed_values(props: dict[str, Any], schema: LiveSchema | None) -> dict[str, float]:
+    """The properties the validated schema declares NUMBER, INTEGER, BOOLEAN (1/0) or
+    DATETIME (epoch milliseconds), as numbers: analyses read them without parsing text."""
+    if schema is None or not props:
+        return {}
+    out: dict[str, float] = {}
+    for key, value in props.items():
+        spec = schema.props.get(key)
+        if spec is None or value is None:
+            continue
+        kind = spec.type
+        if kind in ("NUMBER", "INTEGER"):
+            out[key] = float(value)
+        elif kind == "BOOLEAN":
+            out[key] = 1.0 if value else 0.0
+        elif kind == "DATETIME":
+            ms = to_epoch_ms(value)
+            if ms is not None:
+                out[key] = float(ms)
+    return out
 
 
 def _text(value: Any) -> str:
@@ -258,6 +283,7 @@ def prepare(events: Sequence[EventIn], raws: Sequence[Any], business_line: str,
             event.get("app_version") or "", schema.version or "" if schema else "",
             outcome.warnings, {k: _text(v) for k, v in props.items() if v is not None},
             orjson.dumps(props).decode() if props else "", schema.level if schema else "B",
+            typed_values(props, schema),
         ])
         if name == IDENTIFY and user and anon:
             # Links are ordered by the time Cairn received them, never the client's clock.

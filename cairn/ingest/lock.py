@@ -26,8 +26,9 @@ class IngestLock:
         self._wait = wait_seconds
 
     @asynccontextmanager
-    async def hold(self, business_lines: Iterable[str]) -> AsyncIterator[None]:
-        """Hold every line's lock for the body; Unavailable if PostgreSQL cannot give it."""
+    async def hold(self, business_lines: Iterable[str]) -> AsyncIterator[asyncpg.Connection]:
+        """Hold every line's lock for the body, which gets the lock's connection (its
+        transaction commits with the release); Unavailable if PostgreSQL cannot give it."""
         lines = sorted(set(business_lines))
         try:
             conn = await self._pool.acquire(timeout=self._wait)
@@ -43,7 +44,7 @@ class IngestLock:
                                            NAMESPACE, line)
                 except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
                     raise Unavailable(f"ingest lock not taken: {type(exc).__name__}") from exc
-                yield
+                yield conn  # type: ignore[misc]
         except (OSError, asyncpg.InterfaceError, asyncpg.PostgresConnectionError) as exc:
             # The commit that releases the lock failed: the connection is gone, and the
             # server released the lock with it. The section's work itself is done.

@@ -12,10 +12,19 @@ from typing import Any
 import orjson
 
 from cairn.auth import hash_secret
-from cairn.ingest.envelope import EV_ID, EV_LINE, EV_TS, Q_ID, Prepared
+from cairn.ingest.envelope import (
+    EV_ID,
+    EV_LINE,
+    EV_TS,
+    EVENT_COLUMNS,
+    LEGACY_EVENT_COLUMNS,
+    Q_ID,
+    Prepared,
+)
 
 # Version 2: identities carry their event's id (links are stored with their event).
-VERSION = 2
+# Version 3: event rows end with the typed properties (EVENT_COLUMNS).
+VERSION = 3
 
 
 class BadMessage(Exception):
@@ -41,6 +50,7 @@ class Encoded:
     alongside for de-duplication; ``identities`` pairs each link with its event's id."""
 
     business_line: str = ""
+    event_columns: tuple[str, ...] = EVENT_COLUMNS  # what a line of event_lines holds
     event_ids: list[str] = field(default_factory=list)
     event_lines: list[bytes] = field(default_factory=list)
     quarantine_ids: list[str] = field(default_factory=list)
@@ -104,16 +114,17 @@ def decode(body: bytes) -> Encoded | RawBatch:
     try:
         head, _, rest = body.partition(b"\n")
         doc = orjson.loads(head)
-        if not isinstance(doc, dict) or doc.get("v") not in (1, VERSION):
-            raise BadMessage(f"not a version-1 or -{VERSION} Cairn message")
+        if not isinstance(doc, dict) or doc.get("v") not in (1, 2, VERSION):
+            raise BadMessage(f"not a version-1 to -{VERSION} Cairn message")
         if doc["kind"] == "rows":
             event_ids, quarantine_ids = list(doc["event_ids"]), list(doc["quarantine_ids"])
             lines = rest.split(b"\n") if rest else []
             if len(lines) != len(event_ids) + len(quarantine_ids):
                 raise BadMessage("rows message: line count does not match its ids")
             n = len(event_ids)
-            return Encoded(str(doc["business_line"]), event_ids, lines[:n], quarantine_ids,
-                           lines[n:], _links(doc),
+            columns = EVENT_COLUMNS if doc["v"] >= 3 else LEGACY_EVENT_COLUMNS
+            return Encoded(str(doc["business_line"]), columns, event_ids, lines[:n],
+                           quarantine_ids, lines[n:], _links(doc),
                            list(doc["client_ids"]), dict(doc["spans"]))
         if doc["kind"] == "raw":
             events = doc["events"]

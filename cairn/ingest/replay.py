@@ -20,11 +20,13 @@ from typing import Any
 import orjson
 
 from cairn.errors import ValidationFailed
-from cairn.ingest.envelope import EVENT_COLUMNS, parse_one, prepare
+from cairn.ingest.envelope import EV_TS, EVENT_COLUMNS, parse_one, prepare
 from cairn.ingest.lock import IngestLock
 from cairn.ingest.registry import Registry
+from cairn.olap import freshness
 from cairn.olap.port import ClickHouse, Param
 from cairn.olap.queries.cache import QueryCache
+from cairn.olap.queries.common import from_ms
 
 PAGE = 5000
 MAX_EXAMINED = 1_000_000
@@ -116,7 +118,7 @@ class QuarantineReplay:
             result.already_stored += len(stored)
             result.now_valid += len(passing) - len(stored)
             return
-        async with self._lock.hold([line]):
+        async with self._lock.hold([line]) as conn:
             ids = [p[0] for p in passing]
             stored = await self._stored(line, ids)
             fresh = [p for p in passing if p[0] not in stored]
@@ -130,6 +132,10 @@ class QuarantineReplay:
                 if links:
                     await self._olap.insert("identities", links, settings={
                         "insert_deduplication_token": token.hexdigest() + "-identities"})
+                # Replayed events land at their old times: every process's cache learns it.
+                times = [float(p[1][EV_TS]) for p in fresh]
+                await freshness.record(conn, {line: None if links else (
+                    from_ms(int(min(times) * 1000)), from_ms(int(max(times) * 1000) + 1))})
             await self._forget(line, ids)
         result.already_stored += len(stored)
         result.now_valid += len(fresh)

@@ -65,6 +65,7 @@ from cairn.ingest.keys import WriteKeys
 from cairn.ingest.lock import IngestLock
 from cairn.ingest.messages import BadMessage, Encoded, RawBatch, decode, encode_prepared
 from cairn.ingest.registry import Registry
+from cairn.olap import freshness
 from cairn.olap.port import ClickHouse, OlapError
 from cairn.olap.queries.cache import QueryCache
 from cairn.olap.queries.common import from_ms
@@ -93,10 +94,26 @@ class _Item:
 class _Rows:
     """What one section inserts, de-duplicated."""
 
-    event_lines: list[bytes] = field(default_factory=list)
+    # Event lines by the columns they hold (a message from before typed properties has
+    # fewer); one insert per shape, in practice one.
+    events: dict[tuple[str, ...], list[bytes]] = field(default_factory=dict)
     quarantine_lines: list[bytes] = field(default_factory=list)
     identities: list[dict[str, Any]] = field(default_factory=list)
     spans: dict[str, list[float]] = field(default_factory=dict)
+
+    @property
+    def event_count(self) -> int:
+        return sum(len(lines) for lines in self.events.values())
+
+    def changes(self) -> dict[str, freshness.Span]:
+        """Per business line, the event times these rows touch analyses at (a link touches
+        a person's whole history); quarantined rows touch none."""
+        out: dict[str, freshness.Span] = {
+            line: (from_ms(int(low * 1000)), from_ms(int(high * 1000) + 1))
+            for line, (low, high) in self.spans.items() if self.event_count}
+        for link in self.identities:
+            out[str(link["business_line"])] = None
+        return out
 
 
 @dataclass
@@ -115,6 +132,7 @@ class SinkStats:
 class ClickHouseSink:
     def __init__(self, olap: ClickHouse, registry: Registry, keys: WriteKeys,
                  lock: IngestLock, cache: QueryCache | None = None, *,
+                 changes: freshness.Changes | None = None,
                  max_events: int = 20_000, max_wait: float = 0.05,
                  insert_attempts: int = 3) -> None:
         self._olap = olap
@@ -122,6 +140,7 @@ class ClickHouseSink:
         self._keys = keys
         self._lock = lock
         self._cache = cache
+        self._changes = changes
         self.max_events = max_events
         self.max_wait = max_wait
         self._attempts = insert_attempts
@@ -230,7 +249,7 @@ class ClickHouseSink:
         ids = [i.delivery.message_id for i in items]
         token = hashlib.sha256("|".join(ids).encode()).hexdigest()
         records = sorted({i.delivery.message_id for i in items if i.recorded})
-        async with self._lock.hold(i.message.business_line for i in items):
+        async with self._lock.hold(i.message.business_line for i in items) as conn:
             self.stats.sections += 1
             seen: set[str] = set()
             if records:
@@ -240,6 +259,10 @@ class ClickHouseSink:
                                         settings={"insert_deduplication_token": f"{token}-m"})
             rows = await self._exactly_once(items, seen)
             await self._insert(rows, token)
+            # Before any ack: every process's query cache learns what these rows changed.
+            await freshness.record(conn, rows.changes())
+        if self.stats.sections % 500 == 0 and self._changes is not None:
+            await self._changes.prune()
 
     async def _recorded(self, message_ids: list[str]) -> set[str]:
         rows = await self._olap.fetch(
@@ -266,7 +289,8 @@ class ClickHouseSink:
             part = item.message
             line = part.business_line
             kept: set[str] = set()
-            for idents, lines, into in ((part.event_ids, part.event_lines, out.event_lines),
+            events = out.events.setdefault(part.event_columns, [])
+            for idents, lines, into in ((part.event_ids, part.event_lines, events),
                                         (part.quarantine_ids, part.quarantine_lines,
                                          out.quarantine_lines)):
                 for ident, row in zip(idents, lines, strict=True):
@@ -299,13 +323,16 @@ class ClickHouseSink:
     async def _insert(self, rows: _Rows, token: str) -> None:
         for attempt in range(1, self._attempts + 1):
             try:
-                for table, columns, lines in (
-                        ("events", EVENT_COLUMNS, rows.event_lines),
-                        ("quarantine", QUARANTINE_COLUMNS, rows.quarantine_lines)):
+                blocks = [("events", columns, lines, f"{token}-events" if columns ==
+                           EVENT_COLUMNS else f"{token}-events-{len(columns)}")
+                          for columns, lines in rows.events.items()]
+                blocks.append(("quarantine", QUARANTINE_COLUMNS, rows.quarantine_lines,
+                               f"{token}-quarantine"))
+                for table, columns, lines, block_token in blocks:
                     if lines:
                         await self._olap.insert_json_lines(
                             table, b"\n".join(lines), columns=columns,
-                            settings={"insert_deduplication_token": f"{token}-{table}"})
+                            settings={"insert_deduplication_token": block_token})
                 if rows.identities:
                     await self._olap.insert("identities", rows.identities, settings={
                         "insert_deduplication_token": f"{token}-identities"})
@@ -315,7 +342,7 @@ class ClickHouseSink:
                     raise
                 log.warning("insert failed (attempt %d): %s", attempt, exc)
                 await asyncio.sleep(0.2 * attempt)
-        self.stats.stored += len(rows.event_lines) + len(rows.quarantine_lines)
+        self.stats.stored += rows.event_count + len(rows.quarantine_lines)
         if self._cache is not None:
             for line, (low, high) in rows.spans.items():
                 self._cache.invalidate(line, from_ms(int(low * 1000)),

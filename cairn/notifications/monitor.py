@@ -49,6 +49,7 @@ from cairn.notifications.queries import (
 from cairn.notifications.tables import DDL
 from cairn.notifications.webhooks import WebhookReport, Webhooks
 from cairn.olap import retention
+from cairn.olap.freshness import Changes
 from cairn.olap.port import ClickHouse
 from cairn.projections.runner import upsert_health
 
@@ -193,7 +194,7 @@ class Monitor:
         # Retention follows each definition's level as judged now (cairn.olap.retention).
         report.expired = await retention.apply(
             self._olap, {(f.row["business_line"], f.row["name"]): f.level for f in findings},
-            now)
+            now, Changes(self._pool))
         lap("retention")
         report.checked = len(findings)
         report.recorded = len(changed)

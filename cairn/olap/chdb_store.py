@@ -3,6 +3,13 @@
 chDB allows one data path per process and runs one query at a time per session, so each
 store holds a few sessions on that path (each ``USE``-ing the store's database); every
 call runs in a worker thread so the event loop never waits on the engine.
+
+Sessions are grouped in *lanes*: analytics queries share ``query``; the ingestion sink
+(``lane("ingest")``) and the monitor (``lane("monitor")``) have a session each, so a burst
+of analyses can neither stall ingestion nor the health checks. A caller waits for a free
+session of its lane on the event loop (an asyncio semaphore), never inside a thread, and the
+engine's calls run on this store's own threads: waiting callers hold none of the default
+executor's threads, which the event store (eventsourcing) needs.
 """
 
 from __future__ import annotations
@@ -10,9 +17,10 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 
@@ -34,6 +42,8 @@ from cairn.olap.port import (
 _STARTUP = "output_format_json_quote_64bit_integers=0&output_format_json_quote_decimals=0"
 _path_lock = threading.Lock()
 _process_path: Path | None = None
+LANES = ("query", "ingest", "monitor")
+T = TypeVar("T")
 
 
 def _claim_path(path: Path) -> Path:
@@ -47,37 +57,56 @@ def _claim_path(path: Path) -> Path:
     return resolved
 
 
+def _await_clusters(session: Any) -> None:
+    """chDB fills system.clusters from the configuration shortly after start."""
+    for _ in range(100):
+        if bytes(session.query("SELECT count() FROM system.clusters", "CSV").bytes()).strip() \
+                not in (b"", b"0"):
+            return
+        time.sleep(0.05)
+
+
 class _SessionPool:
     """A few sessions for queries, plus one for control statements (KILL QUERY) that must not
     wait behind the very queries they stop."""
 
-    def __init__(self, path: Path, database: str, size: int) -> None:
+    def __init__(self, path: Path, database: str, size: int,
+                 lanes: Mapping[str, int] | None = None, config: Path | None = None) -> None:
         from chdb import session as chdb_session
 
         path.mkdir(parents=True, exist_ok=True)
-        first = chdb_session.Session(f"{path}?{_STARTUP}")
+        sizes = dict(lanes or {"query": size})
+        # A server configuration (remote_servers, macros) for the cluster-shaped layout.
+        options = f"--config-file={config}&{_STARTUP}" if config else _STARTUP
+        first = chdb_session.Session(f"{path}?{options}")
         first.query(f"CREATE DATABASE IF NOT EXISTS {database}")
-        self._all = [first] + [chdb_session.Session(f"{path}?{_STARTUP}") for _ in range(size)]
+        count = sum(sizes.values())
+        self._all = [first] + [chdb_session.Session(f"{path}?{options}") for _ in range(count)]
+        if config is not None:
+            _await_clusters(first)
         for sess in self._all:
             sess.query(f"USE {database}")
         self._control = self._all.pop()
         self._control_lock = threading.Lock()
-        self._free = list(self._all)
+        sessions = iter(self._all)
+        self._free_by_lane = {lane: [next(sessions) for _ in range(n)]
+                              for lane, n in sizes.items()}
         self._cond = threading.Condition()
         # Query ids running now, and those cancelled (maybe before they got a session).
         self.running: set[str] = set()
         self.cancelled: set[str] = set()
 
     def run(self, sql: str, params: dict[str, str], fmt: str,
-            query_id: str | None = None) -> bytes:
+            query_id: str | None = None, lane: str = "query") -> bytes:
+        free = self._free_by_lane.get(lane) or self._free_by_lane["query"]
         with self._cond:
-            while not self._free:
+            while not free:  # callers that wait on the loop's semaphore never wait here
                 self._cond.wait()
-            sess = self._free.pop()
+            sess = free.pop()
             if query_id is not None:
                 if query_id in self.cancelled:
                     self.cancelled.discard(query_id)
-                    self._free.append(sess)
+                    free.append(sess)
                     self._cond.notify()
                     raise OlapError(f"query {query_id} was cancelled before it started")
                 self.running.add(query_id)
@@ -91,7 +120,7 @@ class _SessionPool:
                 if query_id is not None:
                     self.running.discard(query_id)
                     self.cancelled.discard(query_id)
-                self._free.append(sess)
+                free.append(sess)
                 self._cond.notify()
 
     def kill(self, query_id: str) -> None:
@@ -120,35 +149,66 @@ class _SessionPool:
             sess.close()
 
 
+class _Shared:
+    """What every lane of one store shares: the sessions, their threads, the waiting."""
+
+    def __init__(self, path: Path, database: str, lanes: dict[str, int],
+                 config: Path | None) -> None:
+        self.config = config
+        self.path = path
+        self.database = database
+        self.lanes = lanes
+        self.pool: _SessionPool | None = None
+        self.opening = asyncio.Lock()
+        self.slots = {lane: asyncio.Semaphore(n) for lane, n in lanes.items()}
+        self.threads = ThreadPoolExecutor(sum(lanes.values()) + 2,
+                                          thread_name_prefix=f"chdb-{database}")
+
+
 class ChdbClickHouse(ClickHouse):
     kind = "chdb"
 
-    def __init__(self, path: Path, database: str = "cairn", sessions: int = 3) -> None:
+    def __init__(self, path: Path, database: str = "cairn", sessions: int = 3,
+                 config: Path | None = None) -> None:
         self.database = check_identifier(database)
-        self._path = path
-        self._size = sessions
-        self._pool: _SessionPool | None = None
-        self._opening = asyncio.Lock()
+        # `sessions` serve analyses; ingestion and monitoring have one each.
+        lanes = {"query": max(1, sessions), "ingest": 1, "monitor": 1}
+        self._shared = _Shared(path, self.database, lanes, config)
+        self._lane = "query"
+
+    def lane(self, name: str) -> ChdbClickHouse:
+        if name not in LANES:
+            raise ValueError(f"no lane {name!r}: one of {LANES}")
+        view = object.__new__(ChdbClickHouse)
+        view.database, view._shared, view._lane = self.database, self._shared, name
+        return view
 
     async def _ready(self) -> _SessionPool:
-        if self._pool is None:
-            async with self._opening:
-                if self._pool is None:
-                    path = _claim_path(self._path)
+        shared = self._shared
+        if shared.pool is None:
+            async with shared.opening:
+                if shared.pool is None:
+                    path = _claim_path(shared.path)
                     try:
-                        self._pool = await asyncio.to_thread(
-                            _SessionPool, path, self.database, self._size
-                        )
+                        shared.pool = await asyncio.get_running_loop().run_in_executor(
+                            shared.threads, lambda: _SessionPool(
+                                path, shared.database, 0, shared.lanes, shared.config))
                     except RuntimeError as exc:  # chDB's "Error initializing EmbeddedServer"
                         raise Unavailable(
                             f"embedded ClickHouse at {path} cannot open (is another Cairn "
                             "process using this data dir? chDB allows one process per data "
                             "dir; stop it, or set CAIRN_CLICKHOUSE_URL)") from exc
-        return self._pool
+        return shared.pool
+
+    async def _call(self, work: Callable[[], T]) -> T:
+        """``work`` on one of this store's threads, once a session of the lane is free."""
+        async with self._shared.slots[self._lane]:
+            return await asyncio.get_running_loop().run_in_executor(self._shared.threads, work)
 
     async def _run(self, sql: str, params: Mapping[str, Param] | None, fmt: str) -> bytes:
         pool = await self._ready()
-        return await asyncio.to_thread(pool.run, sql, encode_params(params), fmt)
+        encoded = encode_params(params)
+        return await self._call(lambda: pool.run(sql, encoded, fmt, None, self._lane))
 
     async def execute(self, sql: str, params: Mapping[str, Param] | None = None) -> None:
         await self._run(sql, params, "CSV")
@@ -159,14 +219,17 @@ class ChdbClickHouse(ClickHouse):
         encoded = encode_params(params)
 
         def rows() -> list[Row]:  # parsed in the worker thread too: big answers stay off-loop
-            raw = pool.run(sql, encoded, "JSONEachRow", query_id)
+            raw = pool.run(sql, encoded, "JSONEachRow", query_id, self._lane)
             return [orjson.loads(line) for line in raw.splitlines() if line]
 
-        return await asyncio.to_thread(rows)
+        return await self._call(rows)
 
     async def kill(self, query_id: str) -> None:
         pool = await self._ready()
-        await asyncio.to_thread(pool.kill, check_query_id(query_id))
+        checked = check_query_id(query_id)
+        # Not behind the lane's slots: a kill must not wait for the queries it stops.
+        await asyncio.get_running_loop().run_in_executor(
+            self._shared.threads, lambda: pool.kill(checked))
 
     async def insert(
         self,
@@ -193,6 +256,7 @@ class ChdbClickHouse(ClickHouse):
         await self._run("SELECT 1", None, "CSV")
 
     async def close(self) -> None:
-        if self._pool is not None:
-            pool, self._pool = self._pool, None
-            await asyncio.to_thread(pool.close)
+        shared = self._shared
+        if shared.pool is not None:
+            pool, shared.pool = shared.pool, None
+            await asyncio.get_running_loop().run_in_executor(shared.threads, pool.close)

@@ -126,6 +126,12 @@ class ClickHouse(ABC):
     @abstractmethod
     async def close(self) -> None: ...
 
+    def lane(self, name: str) -> ClickHouse:
+        """This store for one kind of caller ("query", "ingest", "monitor"): an adapter whose
+        connections are scarce (chDB sessions) keeps a share for each, so one kind cannot
+        starve the others. Others return themselves."""
+        return self
+
     async def kill(self, query_id: str) -> None:
         """Cancel the query tagged ``query_id`` if it still runs (nothing if it does not)."""
         await self.execute(KILL_SQL, {"id": check_query_id(query_id)})

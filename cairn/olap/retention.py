@@ -13,8 +13,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
+from cairn.olap.freshness import Changes
 from cairn.olap.port import ClickHouse, Param
 
 RETENTION_DAYS = {"A": 30, "B": 180, "C": 365, "D": 730}
@@ -69,12 +70,18 @@ def statements(levels: Mapping[Key, str], now: datetime) -> list[Statement]:
     return out
 
 
-async def apply(store: ClickHouse, levels: Mapping[Key, str], now: datetime) -> dict[str, int]:
-    """Delete what has outlived its level; returns rows deleted per ``table:level``."""
+async def apply(store: ClickHouse, levels: Mapping[Key, str], now: datetime,
+                changes: Changes | None = None) -> dict[str, int]:
+    """Delete what has outlived its level; returns rows deleted per ``table:level``. With
+    ``changes``, query caches of every process learn which lines lost old rows."""
     deleted: dict[str, int] = {}
     for stmt in statements(levels, now):
         count = int(await store.fetchval(stmt.count_sql(), stmt.params) or 0)
         if count:
             await store.execute(stmt.delete_sql(), stmt.params)
             deleted[f"{stmt.table}:{stmt.level}"] = count
+    if deleted and changes is not None:
+        cut = now - timedelta(days=min(RETENTION_DAYS.values()))
+        await changes.record_now({line: (datetime(1970, 1, 1, tzinfo=UTC), cut)
+                                  for line, _ in levels})
     return deleted

@@ -23,11 +23,10 @@ Layout choices, each measured or forced by a failure mode:
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 
+from cairn.olap.ddl import Layout, Table, View
 from cairn.olap.port import ClickHouse
 
-DEDUP = "non_replicated_deduplication_window = 10000"
 MAX_RETENTION = "INTERVAL 2 YEAR"
 # Received within 31 days of its timestamp: partitioned by the timestamp's month.
 _BACKFILL_SECONDS = 31 * 86400
@@ -38,146 +37,134 @@ def _partition(ts: str, received: str) -> str:
             f"toYYYYMM({ts}), 100000000 + toYYYYMM({received}))")
 
 
-@dataclass(frozen=True)
-class Layout:
-    """What the DDL depends on besides the version: settings of this deployment."""
-
-    quarantine_days: int = 365
-
-
 Statements = Callable[[Layout], list[str]]
+EVENTS_COLUMNS = """
+    event_id UUID,
+    business_line LowCardinality(String),
+    event LowCardinality(String),
+    timestamp DateTime64(3, 'UTC'),
+    received_at DateTime64(3, 'UTC'),
+    user_id String,
+    anonymous_id String,
+    person_id String,
+    session_id String,
+    platform LowCardinality(String),
+    app_version LowCardinality(String),
+    definition_version LowCardinality(String),
+    warnings Array(LowCardinality(String)),
+    properties Map(String, String),
+    -- the level the definition had when the event arrived (retention uses today's)
+    level LowCardinality(String),
+    -- the properties exactly as sent (typed JSON), for timelines; analyses use the map
+    properties_json String DEFAULT '',
+    -- properties its version declares NUMBER, INTEGER, BOOLEAN (1/0), DATETIME (epoch ms),
+    -- as numbers: filters and SUM/AVG read them without parsing text (migration 110)
+    typed_props Map(LowCardinality(String), Float64)"""
 
 
-def _tables(layout: Layout) -> list[str]:
+def tables(layout: Layout) -> list[Table]:
+    days = int(layout.quarantine_days)
     return [
-        f"""CREATE TABLE IF NOT EXISTS events (
-            event_id UUID,
-            business_line LowCardinality(String),
-            event LowCardinality(String),
-            timestamp DateTime64(3, 'UTC'),
-            received_at DateTime64(3, 'UTC'),
-            user_id String,
-            anonymous_id String,
-            person_id String,
-            session_id String,
-            platform LowCardinality(String),
-            app_version LowCardinality(String),
-            definition_version LowCardinality(String),
-            warnings Array(LowCardinality(String)),
-            properties Map(String, String),
-            -- the level the definition had when the event arrived (retention uses today's)
-            level LowCardinality(String),
-            -- the properties exactly as sent (typed JSON), for timelines; analyses use the map
-            properties_json String DEFAULT ''
-        ) ENGINE = ReplacingMergeTree
-        PARTITION BY {_partition('timestamp', 'received_at')}
-        ORDER BY (business_line, person_id, timestamp, event_id)
-        TTL toDateTime(received_at) + {MAX_RETENTION}
-        SETTINGS {DEDUP}""",
-        f"""CREATE TABLE IF NOT EXISTS quarantine (
+        # Sharded by person: one person's events stay on one shard.
+        Table("events", EVENTS_COLUMNS, "ReplacingMergeTree",
+              "(business_line, person_id, timestamp, event_id)",
+              partition=_partition("timestamp", "received_at"),
+              ttl=f"toDateTime(received_at) + {MAX_RETENTION}",
+              shard_by="cityHash64(business_line, person_id)"),
+        Table("quarantine", """
             event_id UUID,
             business_line LowCardinality(String),
             event String,
             received_at DateTime64(3, 'UTC'),
             timestamp Nullable(DateTime64(3, 'UTC')),
             reasons Array(String),
-            payload String
-        ) ENGINE = ReplacingMergeTree
-        PARTITION BY toYYYYMM(received_at)
-        ORDER BY (business_line, event, received_at, event_id)
-        TTL toDateTime(received_at) + INTERVAL {int(layout.quarantine_days)} DAY
-        SETTINGS {DEDUP}""",
+            payload String""", "ReplacingMergeTree",
+              "(business_line, event, received_at, event_id)",
+              partition="toYYYYMM(received_at)",
+              ttl=f"toDateTime(received_at) + INTERVAL {days} DAY",
+              shard_by="cityHash64(business_line, event_id)"),
         # Links of one business line; the latest *received* link of an anonymous id wins.
-        f"""CREATE TABLE IF NOT EXISTS identities (
+        # Small and read by every person-based analysis: on every node.
+        Table("identities", """
             business_line LowCardinality(String),
             anonymous_id String,
             user_id String,
-            linked_at DateTime64(3, 'UTC')
-        ) ENGINE = ReplacingMergeTree(linked_at)
-        ORDER BY (business_line, anonymous_id)
-        SETTINGS {DEDUP}""",
+            linked_at DateTime64(3, 'UTC')""", "ReplacingMergeTree(linked_at)",
+              "(business_line, anonymous_id)"),
         # The links again, ordered by user id: a timeline finds a user's anonymous ids by key.
-        f"""CREATE TABLE IF NOT EXISTS identities_by_user (
+        Table("identities_by_user", """
             business_line LowCardinality(String),
             user_id String,
             anonymous_id String,
-            linked_at DateTime64(3, 'UTC')
-        ) ENGINE = ReplacingMergeTree(linked_at)
-        ORDER BY (business_line, user_id, anonymous_id)
-        SETTINGS {DEDUP}""",
+            linked_at DateTime64(3, 'UTC')""", "ReplacingMergeTree(linked_at)",
+              "(business_line, user_id, anonymous_id)"),
         # Hourly page views: exact for any hour-aligned range, any mix of these dimensions.
         # The hour received is kept so retention deletes the rollup with the raw rows.
-        f"""CREATE TABLE IF NOT EXISTS events_hourly (
+        Table("events_hourly", """
             business_line LowCardinality(String),
             event LowCardinality(String),
             hour DateTime('UTC'),
             platform LowCardinality(String),
             app_version LowCardinality(String),
             received_hour DateTime('UTC'),
-            pv UInt64
-        ) ENGINE = SummingMergeTree
-        PARTITION BY {_partition('hour', 'received_hour')}
-        ORDER BY (business_line, event, hour, platform, app_version, received_hour)
-        TTL received_hour + {MAX_RETENTION}
-        SETTINGS {DEDUP}""",
+            pv UInt64""", "SummingMergeTree",
+              "(business_line, event, hour, platform, app_version, received_hour)",
+              partition=_partition("hour", "received_hour"),
+              ttl=f"received_hour + {MAX_RETENTION}",
+              shard_by="cityHash64(business_line, event)"),
         # Quarantined traffic per hour received: the monitor judges a definition's volume on
         # all its traffic, valid or not (level-A traffic is quarantined, yet it is traffic).
-        f"""CREATE TABLE IF NOT EXISTS quarantine_hourly (
+        Table("quarantine_hourly", """
             business_line LowCardinality(String),
             event String,
             hour DateTime('UTC'),
-            n UInt64
-        ) ENGINE = SummingMergeTree
-        PARTITION BY toYYYYMM(hour)
-        ORDER BY (business_line, event, hour)
-        TTL hour + INTERVAL {int(layout.quarantine_days)} DAY
-        SETTINGS {DEDUP}""",
+            n UInt64""", "SummingMergeTree", "(business_line, event, hour)",
+              partition="toYYYYMM(hour)", ttl=f"hour + INTERVAL {days} DAY",
+              shard_by="cityHash64(business_line, event)"),
         # Every stored event id, valid or quarantined, by business line and id: the sink looks
         # up ids that may be stored already by primary key, not by a scan of ``events``.
-        f"""CREATE TABLE IF NOT EXISTS event_ids (
+        Table("event_ids", """
             business_line LowCardinality(String),
             event_id UUID,
             quarantined UInt8,
-            stored_at DateTime('UTC') DEFAULT now()
-        ) ENGINE = ReplacingMergeTree
-        PARTITION BY toYYYYMM(stored_at)
-        ORDER BY (business_line, event_id)
-        TTL stored_at + INTERVAL 90 DAY
-        SETTINGS {DEDUP}""",
+            stored_at DateTime('UTC') DEFAULT now()""", "ReplacingMergeTree",
+              "(business_line, event_id)", partition="toYYYYMM(stored_at)",
+              ttl="stored_at + INTERVAL 90 DAY",
+              shard_by="cityHash64(business_line, event_id)"),
         # Messages of bus publishers (SDK, hooks) the sink began to store: one seen before
         # (a second copy of a retried publish) is a suspect whose ids are looked up.
-        f"""CREATE TABLE IF NOT EXISTS ingest_messages (
+        Table("ingest_messages", """
             message_id String,
-            stored_at DateTime('UTC') DEFAULT now()
-        ) ENGINE = ReplacingMergeTree
-        PARTITION BY toYYYYMMDD(stored_at)
-        ORDER BY message_id
-        TTL stored_at + INTERVAL 30 DAY
-        SETTINGS {DEDUP}""",
+            stored_at DateTime('UTC') DEFAULT now()""", "ReplacingMergeTree", "message_id",
+              partition="toYYYYMMDD(stored_at)", ttl="stored_at + INTERVAL 30 DAY",
+              shard_by="cityHash64(message_id)"),
     ]
 
 
-def _views(_: Layout) -> list[str]:
-    return [
-        """CREATE MATERIALIZED VIEW IF NOT EXISTS events_hourly_mv TO events_hourly AS
-            SELECT business_line, event, toStartOfHour(timestamp) AS hour, platform,
-                   app_version, toStartOfHour(received_at) AS received_hour, count() AS pv
-            FROM events
-            GROUP BY business_line, event, hour, platform, app_version, received_hour""",
-        """CREATE MATERIALIZED VIEW IF NOT EXISTS quarantine_hourly_mv TO quarantine_hourly AS
-            SELECT business_line, event, toStartOfHour(received_at) AS hour, count() AS n
-            FROM quarantine GROUP BY business_line, event, hour""",
-        """CREATE MATERIALIZED VIEW IF NOT EXISTS event_ids_from_events TO event_ids AS
-            SELECT business_line, event_id, 0 AS quarantined FROM events""",
-        """CREATE MATERIALIZED VIEW IF NOT EXISTS event_ids_from_quarantine TO event_ids AS
-            SELECT business_line, event_id, 1 AS quarantined FROM quarantine""",
-        """CREATE MATERIALIZED VIEW IF NOT EXISTS identities_by_user_mv TO identities_by_user
-            AS SELECT business_line, user_id, anonymous_id, linked_at FROM identities""",
-    ]
+VIEWS = [
+    View("events_hourly_mv", "events_hourly", True, """
+        SELECT business_line, event, toStartOfHour(timestamp) AS hour, platform,
+               app_version, toStartOfHour(received_at) AS received_hour, count() AS pv
+        FROM {source}
+        GROUP BY business_line, event, hour, platform, app_version, received_hour""",
+         "events", True),
+    View("quarantine_hourly_mv", "quarantine_hourly", True, """
+        SELECT business_line, event, toStartOfHour(received_at) AS hour, count() AS n
+        FROM {source} GROUP BY business_line, event, hour""", "quarantine", True),
+    View("event_ids_from_events", "event_ids", True,
+         "SELECT business_line, event_id, 0 AS quarantined FROM {source}", "events", True),
+    View("event_ids_from_quarantine", "event_ids", True,
+         "SELECT business_line, event_id, 1 AS quarantined FROM {source}", "quarantine",
+         True),
+    View("identities_by_user_mv", "identities_by_user", False,
+         "SELECT business_line, user_id, anonymous_id, linked_at FROM {source}", "identities",
+         False),
+]
 
 
 def _baseline(layout: Layout) -> list[str]:
-    return _tables(layout) + _views(layout)
+    return ([sql for t in tables(layout) for sql in t.render(layout)]
+            + [sql for v in VIEWS for sql in v.render(layout)])
 
 
 # Version 1 (migrations 1-12) had other keys and TTLs; its tables are renamed, copied into
@@ -207,27 +194,49 @@ def _upgrade_from_v1(layout: Layout) -> list[str]:
     return drop_views + rename + _baseline(layout) + copy + drop_old
 
 
-# (version, what it does). Version 100 is the version-2 baseline.
+def _typed_props(layout: Layout) -> list[str]:
+    """Typed hot properties (a no-op where the baseline already has the column). On a
+    cluster the column goes to the local tables and to the Distributed one."""
+    column = "typed_props Map(LowCardinality(String), Float64)"
+    tables = [layout.local("events", sharded=True)]
+    if layout.cluster:
+        tables.append("events")
+    return [f"ALTER TABLE {t}{layout.on_cluster} ADD COLUMN IF NOT EXISTS {column}"
+            for t in tables]
+
+
+# (version, what it does). Version 100 is the version-2 baseline; 101-109 are left to
+# changes made beside this one.
 MIGRATIONS: list[tuple[int, Statements]] = [
     (100, _baseline),
+    (110, _typed_props),
 ]
 _V1_LAST = 12
 
 
+MIGRATIONS_TABLE = Table("schema_migrations", "version UInt32, applied_at DateTime DEFAULT "
+                         "now()", "ReplacingMergeTree", "version")
+
+
+def render_all(layout: Layout) -> list[str]:
+    """Every statement a fresh database gets, in order (what the cluster tests inspect)."""
+    return (MIGRATIONS_TABLE.render(layout)
+            + [sql for _, statements in MIGRATIONS for sql in statements(layout)])
+
+
 async def migrate(store: ClickHouse, layout: Layout | None = None) -> list[int]:
-    """Apply the migrations not yet recorded; returns the ones applied now."""
-    layout = layout or Layout()
-    await store.execute(
-        "CREATE TABLE IF NOT EXISTS schema_migrations (version UInt32, applied_at DateTime "
-        "DEFAULT now()) ENGINE = ReplacingMergeTree ORDER BY version"
-    )
+    """Apply the migrations not yet recorded; returns the ones applied now. Processes that
+    start together take turns (cairn.postgres.schema_lock, held by bootstrap)."""
+    layout = layout or Layout(database=store.database)
+    for sql in MIGRATIONS_TABLE.render(layout):
+        await store.execute(sql)
     done = {int(r["version"]) for r in await store.fetch(
         "SELECT version FROM schema_migrations FINAL")}
     applied = []
     for version, statements in MIGRATIONS:
         if version in done:
             continue
-        if version == 100 and done and max(done) <= _V1_LAST:
+        if version == 100 and done and max(done) <= _V1_LAST and not layout.cluster:
             statements = _upgrade_from_v1
         for sql in statements(layout):
             await store.execute(sql)
@@ -241,11 +250,12 @@ async def _apply_settings(store: ClickHouse, layout: Layout) -> None:
     """Settings that may change between starts (CAIRN_QUARANTINE_DAYS) are applied to the
     existing tables, only when they differ (a TTL change rewrites the table's parts)."""
     days = int(layout.quarantine_days)
-    for table, column in (("quarantine", "toDateTime(received_at)"),
-                          ("quarantine_hourly", "hour")):
+    for name, column in (("quarantine", "toDateTime(received_at)"),
+                         ("quarantine_hourly", "hour")):
+        table = layout.local(name, sharded=True)
         engine = await store.fetchval(
             "SELECT engine_full FROM system.tables WHERE database = currentDatabase() "
             "AND name = {t:String}", {"t": table})
         if engine is not None and f"toIntervalDay({days})" not in str(engine):
-            await store.execute(
-                f"ALTER TABLE {table} MODIFY TTL {column} + INTERVAL {days} DAY")
+            await store.execute(f"ALTER TABLE {table}{layout.on_cluster} "
+                                f"MODIFY TTL {column} + INTERVAL {days} DAY")

@@ -42,9 +42,10 @@ async def subscribe(client: Client, token: str, ident: str, after: int | None = 
         "query": f"subscription($id: ID!, $a: Int) {{ testSessionEvents(id: $id, after: $a) "
                  f"{{ {FIELDS} }} }}", "variables": {"id": ident, "a": after}}})
     if container is not None:  # from now on: wait until the resolver is following
-        assert container.autotest is not None
+        assert container.autotest is not None and container.autotest.feed is not None
+        feed = container.autotest.feed
         deadline = time.monotonic() + 10
-        while not container.autotest.feed.followers(UUID(ident)):
+        while not feed.followers(UUID(ident)):
             assert time.monotonic() < deadline, "the subscription never started following"
             await asyncio.sleep(0.02)
     return ws

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Iterator
+from collections.abc import AsyncIterator, Awaitable
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -22,8 +22,10 @@ from cairn.ingest.topology import Topology, delete
 from cairn.olap.chdb_store import ChdbClickHouse
 from cairn.settings import Settings
 from tests.conftest import ADMIN_TOKEN, AMQP_URL, unique
-from tests.faults.support import FaultyClickHouse, rabbitmqctl
+from tests.faults.support import FaultyClickHouse
 from tests.ingest.support import define, write_key
+from tests.support.rabbitmq import drop_connections
+from tests.support.rabbitmq import vhost_url as _vhost_url
 
 AMOUNT = [PropertySpec("amount", PropertyType.NUMBER, True)]
 # Tables whose rows a merge would fold: merges stay off so a duplicate cannot hide.
@@ -114,24 +116,8 @@ async def rig(pg_url: str, chdb_path: Path, tmp_path: Path) -> AsyncIterator[Rig
         await cleanup.close()
 
 
-@pytest.fixture
-def vhost() -> Iterator[str]:
-    """A RabbitMQ vhost of this test's own: its connections can be closed from the server
-    without touching anyone else's (the machine's broker is never stopped)."""
-    name = unique("cairn_faults")
-    rabbitmqctl("add_vhost", name)
-    rabbitmqctl("set_permissions", "-p", name, "guest", ".*", ".*", ".*")
-    yield name
-    rabbitmqctl("delete_vhost", name)
-
-
 def vhost_url(name: str) -> str:
-    base = AMQP_URL.rstrip("/")
-    return f"{base}/{name}"
+    return _vhost_url(AMQP_URL, name)
 
 
-def drop_connections(name: str) -> None:
-    rabbitmqctl("close_all_connections", "--vhost", name, "fault suite: connection dropped")
-
-
-__all__ = ["ADMIN_TOKEN", "Rig", "RigFactory", "events", "split_valid"]
+__all__ = ["ADMIN_TOKEN", "Rig", "RigFactory", "drop_connections", "events", "split_valid"]

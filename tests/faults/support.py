@@ -9,7 +9,6 @@ every read path counts with what was sent.
 from __future__ import annotations
 
 import asyncio
-import subprocess
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -154,11 +153,3 @@ async def wait_for_counts(store: ClickHouse, business_line: str, expected: Count
         if got == expected or over or loop.time() > deadline:
             return got
         await asyncio.sleep(0.2)
-
-
-def rabbitmqctl(*args: str) -> str:
-    done = subprocess.run(["rabbitmqctl", "-q", *args], capture_output=True, text=True,
-                          timeout=60, check=False)
-    if done.returncode != 0:
-        raise RuntimeError(f"rabbitmqctl {' '.join(args)}: {done.stderr.strip()}")
-    return done.stdout

@@ -80,7 +80,7 @@ async def test_the_same_block_retried_with_its_token_is_counted_once(rig: RigFac
     rollup at pv=3 and the id index at 3 rows while ``events`` had 1."""
     r = await rig("memory")
     line = b'["00000000-0000-4000-8000-000000000001","shop","tap",1767225600,1767225600,' \
-        b'"u","","u","","","","1-0-0",[],{},"","B"]'
+        b'"u","","u","","","","1-0-0",[],{},"","B",{}]'
     from cairn.ingest.envelope import EVENT_COLUMNS
 
     for _ in range(3):

@@ -18,6 +18,7 @@ from cairn.settings import Settings
 from tests.conftest import ADMIN_TOKEN
 from tests.faults.conftest import RigFactory, events, split_valid
 from tests.faults.support import Counts, FaultyClickHouse, Ledger, wait_for_counts
+from tests.ingest.support import spool_drained
 
 pytestmark = pytest.mark.integration
 
@@ -43,7 +44,7 @@ async def test_accepted_events_survive_a_restart_during_an_outage(
         got = await wait_for_counts(olap, "shop", Counts(valid, valid, valid,
                                                          valid + invalid, invalid))
         Ledger("embedded restart during an outage", valid, invalid).check(got)
-        assert await again.pool.fetchval("SELECT count(*) FROM bus_spool") == 0
+        assert await spool_drained(again)
     finally:
         await again.close()
 

@@ -234,4 +234,4 @@ async def test_no_secret_reaches_the_log(client: Client, container: Container,
     logged = "\n".join(f"{r.getMessage()} {r.__dict__}" for r in caplog.records)
     for secret in [*minted, ADMIN_TOKEN]:
         assert secret not in logged
-        assert secret.split("_")[-1] not in logged
+        assert secret.split("_", 2)[-1] not in logged  # the random part (it may hold "_")

@@ -40,3 +40,12 @@ async def write_key(client: TestClient[Any, Any], line: str = "shop") -> str:
     key: str = body["data"]["createWriteKey"]
     assert key.startswith("cairn_wk_")
     return key
+
+
+async def spool_drained(container: Container, within: float = 10.0) -> bool:
+    """Until the embedded bus's spool is empty (a row leaves it just after its ack)."""
+    for _ in range(int(within / 0.05)):
+        if await container.pool.fetchval("SELECT count(*) FROM bus_spool") == 0:
+            return True
+        await asyncio.sleep(0.05)
+    return False

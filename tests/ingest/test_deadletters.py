@@ -27,6 +27,7 @@ from cairn.olap.chdb_store import ChdbClickHouse
 from cairn.settings import Settings
 from tests.conftest import ADMIN_TOKEN, AMQP_URL, unique
 from tests.faults.support import Counts, wait_for_counts
+from tests.ingest.support import spool_drained
 
 pytestmark = pytest.mark.integration
 SCHEMA = LiveSchema.from_properties("shop", "tap", "ONLINE", "B", "1-0-0", [])
@@ -78,6 +79,6 @@ async def test_embedded_dead_letters_are_revived_from_the_spool(
         assert await run(settings, "replay", None) == 1
         got = await wait_for_counts(chdb_store, "shop", Counts(10, 10, 10, 10, 0))
         assert got == Counts(10, 10, 10, 10, 0)
-        assert await container.pool.fetchval("SELECT count(*) FROM bus_spool") == 0
+        assert await spool_drained(container)
     finally:
         await container.close()

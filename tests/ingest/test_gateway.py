@@ -14,7 +14,7 @@ from aiohttp.test_utils import TestClient
 from cairn.bootstrap import Container
 from cairn.domain.properties import PropertySpec, PropertyType
 from tests.conftest import ADMIN_TOKEN
-from tests.ingest.support import define, write_key
+from tests.ingest.support import define, spool_drained, write_key
 
 Client = TestClient[Any, Any]
 # Yesterday 00:00 UTC in epoch ms: recent, so no retention TTL drops the rows.
@@ -174,7 +174,7 @@ async def test_revoked_key_and_unavailable_bus(client: Client, container: Contai
             break
         await asyncio.sleep(0.05)
     assert await stored(container) == (1, 0)
-    assert await container.pool.fetchval("SELECT count(*) FROM bus_spool") == 0
+    assert await spool_drained(container)
 
 
 async def test_backfilled_old_events_are_kept_for_their_retention(

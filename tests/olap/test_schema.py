@@ -17,7 +17,7 @@ async def test_migrations_apply_once(clickhouse: ClickHouse) -> None:
 
 
 async def test_quarantine_days_follow_the_setting(clickhouse: ClickHouse) -> None:
-    from cairn.olap.schema import Layout
+    from cairn.olap.ddl import Layout
 
     await migrate(clickhouse, Layout(quarantine_days=30))
 
@@ -50,7 +50,7 @@ async def test_a_version_1_database_is_upgraded_with_its_rows(clickhouse: ClickH
         "'u', 'B')")
     await clickhouse.execute(
         "INSERT INTO identities VALUES ('a1', 'u1', 'shop', now64(3))")
-    assert await migrate(clickhouse) == [100]
+    assert await migrate(clickhouse) == [100, 110]
     assert int(await clickhouse.fetchval("SELECT count() FROM events")) == 1
     assert int(await clickhouse.fetchval("SELECT count() FROM event_ids")) == 1
     assert int(await clickhouse.fetchval("SELECT sum(pv) FROM events_hourly")) == 1
