@@ -76,15 +76,22 @@ async def test_a_session_survives_a_restart(pg_url: str, chdb_path: Path,
 
 async def test_the_sdk_publishes_into_a_session_through_the_consumer(
         pg_url: str, chdb_store: ChdbClickHouse, tmp_path: Path) -> None:
+    """A serve without a consumer, and a consumer as `cairn consume` builds it (no
+    governance application): the consumer captures the session's SDK messages."""
     from cairn.web import create_app
 
-    bus = RabbitBus(AMQP_URL, Topology(prefix=unique("autotest")))
-    container = await build(Settings(database_url=pg_url, data_dir=tmp_path,
-                                     admin_token=ADMIN_TOKEN), olap=chdb_store, bus=bus)
+    topology = Topology(prefix=unique("autotest"))
+    bus = RabbitBus(AMQP_URL, topology)
+    settings = Settings(database_url=pg_url, data_dir=tmp_path, admin_token=ADMIN_TOKEN)
+    container = await build(settings, olap=chdb_store, bus=bus, consume=False)
+    consumer = await build(settings, olap=chdb_store, bus=RabbitBus(AMQP_URL, topology),
+                           run_projections=False, consume=True, governance=False)
     try:
+        assert consumer.autotest is not None and consumer.autotest.service is None
         async with TestClient(TestServer(create_app(container))) as client:
             await _sdk_story(container, client, bus)
     finally:
+        await consumer.close()
         assert bus._pub is not None
         await delete(bus._pub, bus.topology)
         await container.close()
