@@ -15,7 +15,7 @@ from cairn.errors import Forbidden, Unauthenticated
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS api_tokens (
     id uuid PRIMARY KEY,
-    kind text NOT NULL CHECK (kind IN ('api', 'write')),
+    kind text NOT NULL CHECK (kind IN ('api', 'write', 'session')),
     role text NOT NULL,
     business_line text,
     label text,
@@ -24,6 +24,15 @@ CREATE TABLE IF NOT EXISTS api_tokens (
     created_at timestamptz NOT NULL DEFAULT now(),
     revoked_at timestamptz
 );
+-- Version 2: kind 'session', the write key of one auto-test session (cairn.autotest).
+DO $$ BEGIN
+    IF NOT EXISTS (SELECT 1 FROM pg_constraint WHERE conname = 'api_tokens_kind_check'
+                   AND pg_get_constraintdef(oid) LIKE '%session%') THEN
+        ALTER TABLE api_tokens DROP CONSTRAINT IF EXISTS api_tokens_kind_check;
+        ALTER TABLE api_tokens ADD CONSTRAINT api_tokens_kind_check
+            CHECK (kind IN ('api', 'write', 'session'));
+    END IF;
+END $$;
 """
 
 
@@ -39,6 +48,7 @@ class Role(enum.Enum):
     AUDITOR = "auditor"
     QA = "qa"  # runs test sessions, records test runs
     WRITER = "writer"  # a write key: ingestion only
+    SESSION = "session"  # a test session's write key: its events go to that session only
 
 
 READERS = (Role.ADMIN, Role.AUDITOR, Role.VIEWER, Role.EDITOR, Role.QA)
@@ -134,11 +144,14 @@ class TokenStore:
             raise Unauthenticated("missing bearer token")
         return await self.authenticate_hash(hash_secret(secret), kind=kind)
 
-    async def authenticate_hash(self, token_hash: bytes, *, kind: str = "api") -> Principal:
+    async def authenticate_hash(self, token_hash: bytes, *,
+                                kind: str | tuple[str, ...] = "api") -> Principal:
+        """``kind``: one kind of token, or any of several (write and session keys)."""
+        kinds = [kind] if isinstance(kind, str) else list(kind)
         row = await self._pool.fetchrow(
             """SELECT id, role, business_line, label FROM api_tokens
-               WHERE token_hash = $1 AND kind = $2 AND revoked_at IS NULL""",
-            token_hash, kind,
+               WHERE token_hash = $1 AND kind = ANY($2::text[]) AND revoked_at IS NULL""",
+            token_hash, kinds,
         )
         if row is None:
             raise Unauthenticated("unknown or revoked token")

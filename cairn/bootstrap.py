@@ -14,6 +14,11 @@ from pathlib import Path
 import asyncpg
 
 from cairn import auth
+from cairn.autotest import postgres as autotest_tables
+from cairn.autotest.capture import Capture
+from cairn.autotest.feed import SessionFeed
+from cairn.autotest.postgres import SessionStore
+from cairn.autotest.service import AutoTest
 from cairn.domain.governance import Governance
 from cairn.errors import Unavailable
 from cairn.ingest.bus import MessageBus
@@ -80,6 +85,7 @@ class Container:
     feed: ChangeFeed | None = None
     ingest: Ingest | None = None
     monitor: Monitor | None = None
+    autotest: AutoTesting | None = None
     # Wakes open subscriptions when their token is revoked (in any process).
     revocations: RevocationWatch | None = None
     # Fair caps on the analyses running on ClickHouse (set from the settings in build).
@@ -243,17 +249,20 @@ async def start_ingest(container: Container, *, consume: bool) -> None:
     registry = Registry(container.pool)
     await registry.start()
     container.closers.append(registry.stop)
-    keys = WriteKeys(container.tokens)
+    # Session keys are accepted only because both doors below route them to capture.
+    keys = WriteKeys(container.tokens, kinds=("write", "session"))
     # Ingestion has ClickHouse connections of its own: analyses cannot starve it.
     writer, lock = container.olap.lane("ingest"), IngestLock(container.pool)
     ingest = Ingest(registry, keys, Gateway(registry, keys, container.bus),
                     QuarantineReplay(writer, registry, lock, container.query_cache))
     container.ingest = ingest
+    autotest = await start_autotest(container, ingest)
     if consume:
         settings = container.settings
         sink = ClickHouseSink(writer, registry, keys, lock, container.query_cache,
                               changes=container.query_cache.changes,
                               max_events=settings.sink_batch_events)
+        sink.capture = autotest.capture.bus
         sink.start()
         await sink.consume_from(container.bus, prefetch=settings.consumer_prefetch)
         ingest.sink = sink
@@ -263,6 +272,38 @@ async def start_ingest(container: Container, *, consume: bool) -> None:
             await sink.stop()
 
         container.closers.append(stop_sink)
+
+
+# ---------------------------------------------------------------- auto-test (issue 13)
+
+
+@dataclass
+class AutoTesting:
+    """QA test sessions: the capture both ingestion doors use; where the API is served
+    (a governance application runs), the service and the live feed too."""
+
+    capture: Capture
+    service: AutoTest | None = None
+    feed: SessionFeed | None = None
+
+
+async def start_autotest(container: Container, ingest: Ingest) -> AutoTesting:
+    """Session tables, and a session key's HTTP traffic routed to capture (the caller
+    routes the consumer's, when it runs one)."""
+    await apply_schema(container.pool, autotest_tables.DDL)
+    store = SessionStore(container.pool)
+    wired = AutoTesting(Capture(store, ingest.registry, ingest.keys))
+    ingest.gateway.capture = wired.capture.http
+    if container.governance is not None:  # `cairn consume` builds none: it only captures
+        wired.service = AutoTest(store, container.tokens, container.governance)
+        wired.feed = SessionFeed(container.pool, store)
+        await wired.feed.start()
+        container.closers.append(wired.feed.stop)
+    container.autotest = wired
+    return wired
+
+
+# ---------------------------------------------------------------- end of auto-test
 
 
 def make_mailer(settings: Settings) -> Mailer:

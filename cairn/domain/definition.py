@@ -168,10 +168,13 @@ class EventDefinition(Aggregate):
         draft = self._draft()
         if stage == "DEPRECATED":
             raise TransitionError("a deprecated definition cannot be redesigned")
-        if draft is not None and draft["stage"] != "DESIGN":
+        # A developed draft whose latest test run failed goes back to DESIGN (auto-test).
+        failed = (draft is not None and draft["stage"] == "DEVELOPED"
+                  and self.last_test_passed is False)
+        if draft is not None and draft["stage"] != "DESIGN" and not failed:
             raise TransitionError(
-                f"version {draft['version']} is {draft['stage']}: only a draft in DESIGN "
-                "can be redesigned"
+                f"version {draft['version']} is {draft['stage']}: only a draft in DESIGN, "
+                "or a DEVELOPED one whose latest test run failed, can be redesigned"
             )
         base = self.version_record(self.live_version)
         if base is None:
@@ -228,15 +231,18 @@ class EventDefinition(Aggregate):
             aggregate.version_record(self.version)["stage"] = "DEVELOPED"
 
     def record_test_run(self, *, passed: bool, report: Any, actor: str,
-                        note: str | None) -> None:
+                        note: str | None, session: str | None = None) -> None:
+        """``session``: the auto-test session that produced the run, kept in the history."""
         draft = self._require_draft("DEVELOPED", "recordTestRun")
         self._record(self.TestRunRecorded, version=draft["version"], passed=passed,
-                     report=report, actor=actor, note=note)
+                     report=report, session=session, actor=actor, note=note)
 
     class TestRunRecorded(Event):
         version: str
         passed: bool
         report: Any
+        # Runs recorded before sessions existed have none (the default, not in their hash).
+        session: str | None = None
 
         def apply(self, aggregate: Any) -> None:
             super().apply(aggregate)

@@ -10,6 +10,7 @@ from strawberry.tools import merge_types
 
 from cairn.graphql.admin import AdminMutation, AdminQuery
 from cairn.graphql.analytics import AnalyticsQuery
+from cairn.graphql.autotest import AutoTestMutation, AutoTestQuery, AutoTestSubscription
 from cairn.graphql.errors import ErrorCodes
 from cairn.graphql.governance import GovernanceMutation, GovernanceQuery, GovernanceSubscription
 from cairn.graphql.health import HealthMutation, HealthQuery, HealthSubscription
@@ -18,10 +19,11 @@ from cairn.graphql.limits import extensions as limits
 from cairn.graphql.webhooks import WebhookMutation, WebhookQuery
 
 Query = merge_types("Query", (GovernanceQuery, AdminQuery, AnalyticsQuery, IngestQuery,
-                              HealthQuery, WebhookQuery))
+                              HealthQuery, WebhookQuery, AutoTestQuery))
 Mutation = merge_types("Mutation", (GovernanceMutation, AdminMutation, IngestMutation,
-                                    HealthMutation, WebhookMutation))
-Subscription = merge_types("Subscription", (GovernanceSubscription, HealthSubscription))
+                                    HealthMutation, WebhookMutation, AutoTestMutation))
+Subscription = merge_types("Subscription", (GovernanceSubscription, HealthSubscription,
+                                            AutoTestSubscription))
 
 
 class CairnSchema(strawberry.Schema):

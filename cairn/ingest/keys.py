@@ -13,9 +13,14 @@ from cairn.errors import Unauthenticated
 
 
 class WriteKeys:
-    def __init__(self, tokens: TokenStore, ttl: float = 5.0) -> None:
+    """``kinds``: the token kinds accepted; test-session keys (``"session"``) only where the
+    gateway and the consumer route them to their session (cairn.autotest), never to storage."""
+
+    def __init__(self, tokens: TokenStore, ttl: float = 5.0,
+                 kinds: tuple[str, ...] = ("write",)) -> None:
         self._tokens = tokens
         self._ttl = ttl
+        self.kinds = kinds
         self._cache: dict[bytes, tuple[float, Principal]] = {}
 
     async def authenticate(self, secret: str | None) -> Principal:
@@ -29,7 +34,7 @@ class WriteKeys:
         if hit is not None and hit[0] > now:
             return hit[1]
         try:
-            principal = await self._tokens.authenticate_hash(token_hash, kind="write")
+            principal = await self._tokens.authenticate_hash(token_hash, kind=self.kinds)
         except Unauthenticated:
             raise Unauthenticated("unknown or revoked write key") from None
         if len(self._cache) > 10_000:
